@@ -1,0 +1,70 @@
+"""Audio input: read any file libsndfile reads, check it, mix to mono, resample."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+from llaqo_model.errors import AudioError
+
+DEFAULT_MAX_DURATION_S = 20 * 60.0
+
+
+def check_samples(samples: np.ndarray, sample_rate: int, max_duration_s: float = DEFAULT_MAX_DURATION_S) -> None:
+    """Raise `AudioError` for empty, silent, non-finite or over-long audio."""
+    if sample_rate <= 0:
+        raise AudioError(f"invalid sample rate {sample_rate}")
+    if samples.size == 0:
+        raise AudioError("the audio is empty")
+    if not np.all(np.isfinite(samples)):
+        raise AudioError("the audio contains NaN or infinite samples")
+    duration = samples.shape[0] / sample_rate
+    if duration > max_duration_s:
+        raise AudioError(f"the take is {duration / 60:.1f} min long; the limit is {max_duration_s / 60:.1f} min")
+    if duration < 0.5:
+        raise AudioError(f"the audio is only {duration:.2f} s long")
+    if float(np.max(np.abs(samples))) < 1e-4:
+        raise AudioError("the audio is silent")
+
+
+def to_mono(samples: np.ndarray) -> np.ndarray:
+    """Average channels: (frames,) or (frames, channels) in, (frames,) float32 out."""
+    samples = np.asarray(samples, dtype=np.float32)
+    return samples.mean(axis=1) if samples.ndim == 2 else samples
+
+
+def resample(samples: np.ndarray, sample_rate: int, target_rate: int) -> np.ndarray:
+    """Resample mono float32 audio with soxr (no-op when rates match)."""
+    if sample_rate == target_rate:
+        return samples.astype(np.float32, copy=False)
+    return soxr.resample(samples, sample_rate, target_rate).astype(np.float32, copy=False)
+
+
+def load_audio(
+    path: str | Path, target_rate: int | None = None, max_duration_s: float = DEFAULT_MAX_DURATION_S
+) -> tuple[np.ndarray, int]:
+    """Read an audio file as mono float32, optionally resampled; checks it with `check_samples`."""
+    path = Path(path)
+    if not path.is_file():
+        raise AudioError(f"no audio file at {path}")
+    try:
+        info = sf.info(str(path))
+        if info.frames / max(info.samplerate, 1) > max_duration_s:
+            raise AudioError(
+                f"the take is {info.frames / info.samplerate / 60:.1f} min long; "
+                f"the limit is {max_duration_s / 60:.1f} min"
+            )
+        samples, sample_rate = sf.read(str(path), dtype="float32", always_2d=False)
+    except AudioError:
+        raise
+    except Exception as exc:
+        raise AudioError(f"cannot read {path.name} as audio ({str(exc).splitlines()[0][:120]})") from exc
+    mono = to_mono(samples)
+    check_samples(mono, sample_rate, max_duration_s)
+    if target_rate is not None:
+        mono = resample(mono, sample_rate, target_rate)
+        sample_rate = target_rate
+    return mono, sample_rate

@@ -1,0 +1,89 @@
+"""audio + score → transcription → alignment → measures → one `PerformanceReport`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from llaqo_model.analysis.align import align_to_score
+from llaqo_model.analysis.audio import DEFAULT_MAX_DURATION_S, check_samples, load_audio, resample, to_mono
+from llaqo_model.analysis.metrics import build_bars, score_free_measures
+from llaqo_model.analysis.report import Note, PedalInterval, PerformanceReport
+from llaqo_model.analysis.score import Score, load_score
+from llaqo_model.analysis.transcribe import Transcriber, TranscriberConfig
+
+
+class Analyzer:
+    """Holds the transcriber (loaded once) and turns takes into reports."""
+
+    def __init__(
+        self,
+        transcriber: Transcriber | None = None,
+        config: TranscriberConfig | None = None,
+        max_duration_s: float = DEFAULT_MAX_DURATION_S,
+    ) -> None:
+        self.transcriber = transcriber or Transcriber(config)
+        self.max_duration_s = max_duration_s
+
+    @property
+    def sample_rate(self) -> int:
+        """The sample rate the transcriber works at."""
+        return self.transcriber.sample_rate
+
+    def analyze_file(self, audio_path: str | Path, score_path: str | Path | None = None) -> PerformanceReport:
+        """Analyse an audio file, with its score when given."""
+        score = load_score(score_path) if score_path else None
+        samples, _ = load_audio(audio_path, self.sample_rate, self.max_duration_s)
+        return self._analyze(samples, str(audio_path), score)
+
+    def analyze_samples(
+        self,
+        samples: np.ndarray,
+        sample_rate: int,
+        score: Score | str | Path | None = None,
+        audio_name: str = "stream",
+    ) -> PerformanceReport:
+        """Analyse audio already in memory ((frames,) or (frames, channels), any rate)."""
+        mono = to_mono(samples)
+        check_samples(mono, sample_rate, self.max_duration_s)
+        if score is not None and not isinstance(score, Score):
+            score = load_score(score)
+        return self._analyze(resample(mono, sample_rate, self.sample_rate), audio_name, score)
+
+    def _analyze(self, samples: np.ndarray, audio_name: str, score: Score | None) -> PerformanceReport:
+        notes, pedal = self.transcriber.transcribe(samples)
+        return report_from_notes(notes, pedal, len(samples) / self.sample_rate, audio_name, score)
+
+
+def report_from_notes(
+    notes: list[Note],
+    pedal: list[PedalInterval],
+    duration_s: float,
+    audio_name: str,
+    score: Score | None,
+) -> PerformanceReport:
+    """Build the report from performed notes (transcribed or from MIDI) and an optional score."""
+    report = PerformanceReport(
+        audio=audio_name,
+        score=score.path if score is not None else None,
+        duration_s=round(float(duration_s), 3),
+        notes=notes,
+        pedal=pedal,
+    )
+    report.measures, report.available_measures = score_free_measures(notes, pedal, duration_s)
+    if not notes:
+        report.warnings.append("no piano notes were heard in the take")
+    if score is not None:
+        alignment = align_to_score(score, notes)
+        report.alignment = alignment.summary
+        report.score_notes = alignment.score_note_dicts()
+        if alignment.summary.matches_score:
+            report.bars = build_bars(score, alignment, notes, pedal, report.measures)
+            report.available_measures = sorted(set(report.available_measures) | {"score"})
+        else:
+            report.warnings.append(
+                f"the take does not match the score (only {100 * alignment.summary.coverage:.0f}% of "
+                "its notes were found); no bar-level comments were made"
+            )
+    return report

@@ -1,0 +1,68 @@
+"""Render note arrays to audio with a SoundFont (tinysoundfont; FluidSynth where installed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pretty_midi
+import tinysoundfont
+
+from llaqo_model.analysis.report import Note, PedalInterval
+
+DEFAULT_SOUNDFONT = Path(pretty_midi.__file__).parent / "TimGM6mb.sf2"
+SYSTEM_SOUNDFONTS = (
+    Path("/usr/share/sounds/sf2/FluidR3_GM.sf2"),
+    Path("/usr/share/sounds/sf2/MuseScore_General.sf2"),
+    Path("/usr/share/sounds/sf3/MuseScore_General.sf3"),
+)
+
+
+def available_soundfonts() -> list[Path]:
+    """The bundled TimGM6mb SoundFont plus any Debian piano SoundFonts installed."""
+    return [DEFAULT_SOUNDFONT] + [p for p in SYSTEM_SOUNDFONTS if p.is_file()]
+
+
+def render_notes(
+    notes: list[Note],
+    pedal: list[PedalInterval] | None = None,
+    sample_rate: int = 44100,
+    soundfont: str | Path = DEFAULT_SOUNDFONT,
+    program: int = 0,
+    tail_s: float = 1.0,
+) -> np.ndarray:
+    """Play notes (and sustain pedal) through a SoundFont piano; returns mono float32."""
+    soundfont = Path(soundfont)
+    if not soundfont.is_file():
+        raise FileNotFoundError(f"soundfont not found: {soundfont}")
+    synth = tinysoundfont.Synth(samplerate=sample_rate, gain=-6)
+    sfid = synth.sfload(str(soundfont))
+    synth.program_select(0, sfid, 0, program)
+    events: list[tuple[float, int, int, int]] = []  # (time, order, kind, value); offs before ons
+    for n in notes:
+        events.append((n.onset, 2, n.pitch, int(np.clip(n.velocity, 1, 127))))
+        events.append((n.offset, 0, n.pitch, 0))
+    for p in pedal or []:
+        events.append((p.onset, 1, -1, 127))
+        events.append((p.offset, 1, -1, 0))
+    events.sort()
+    end_s = (max((e[0] for e in events), default=0.0)) + tail_s
+    total = int(end_s * sample_rate)
+    out = np.zeros(total, dtype=np.float32)
+    cursor = 0
+    for time_s, _, pitch, value in events:
+        target = min(int(time_s * sample_rate), total)
+        if target > cursor:
+            block = np.frombuffer(synth.generate(target - cursor), dtype=np.float32)
+            out[cursor:target] = block.reshape(-1, 2).mean(axis=1)
+            cursor = target
+        if pitch == -1:
+            synth.control_change(0, 64, value)
+        elif value > 0:
+            synth.noteon(0, pitch, value)
+        else:
+            synth.noteoff(0, pitch)
+    if total > cursor:
+        block = np.frombuffer(synth.generate(total - cursor), dtype=np.float32)
+        out[cursor:] = block.reshape(-1, 2).mean(axis=1)
+    return out
