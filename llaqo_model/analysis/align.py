@@ -1,0 +1,215 @@
+"""Note alignment of a performance to its score with parangonar, and error classification.
+
+matched: score note played; missed: score note not played; extra: played note not in the score;
+wrong: a missed score note and an extra played note at the same score position.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import parangonar as pa
+
+from llaqo_model.analysis.report import AlignmentSummary, Note
+from llaqo_model.analysis.score import Score
+
+MIN_COVERAGE = 0.5
+WRONG_NOTE_WINDOW_S = 0.12
+WRONG_NOTE_MAX_INTERVAL = 7
+
+_PERF_DTYPE = [
+    ("onset_sec", "f4"),
+    ("duration_sec", "f4"),
+    ("onset_tick", "i4"),
+    ("duration_tick", "i4"),
+    ("pitch", "i4"),
+    ("velocity", "i4"),
+    ("track", "i4"),
+    ("channel", "i4"),
+    ("id", "U256"),
+]
+
+logging.getLogger("parangonar").setLevel(logging.ERROR)
+
+
+def performance_note_array(notes: list[Note]) -> np.ndarray:
+    """Performed notes as a partitura-style performance note array (ids 'p0', 'p1', …)."""
+    na = np.zeros(len(notes), dtype=_PERF_DTYPE)
+    for i, n in enumerate(notes):
+        dur = max(n.offset - n.onset, 1e-3)
+        na[i] = (n.onset, dur, int(n.onset * 1000), int(dur * 1000), n.pitch, n.velocity, 0, 0, f"p{i}")
+    return na
+
+
+@dataclass
+class TimeMap:
+    """Monotone map from score beats to performance seconds, fitted on matched onsets."""
+
+    beats: np.ndarray
+    seconds: np.ndarray
+
+    def __call__(self, beat: np.ndarray | float) -> np.ndarray:
+        """Performance time of score beat(s); linear extrapolation beyond the ends."""
+        beat = np.asarray(beat, dtype=float)
+        if len(self.beats) < 2:
+            offset = self.seconds[0] - self.beats[0] * 0.5 if len(self.beats) else 0.0
+            return offset + beat * 0.5
+        t = np.interp(beat, self.beats, self.seconds)
+        lo_slope = (self.seconds[1] - self.seconds[0]) / (self.beats[1] - self.beats[0])
+        hi_slope = (self.seconds[-1] - self.seconds[-2]) / (self.beats[-1] - self.beats[-2])
+        t = np.where(beat < self.beats[0], self.seconds[0] + (beat - self.beats[0]) * lo_slope, t)
+        return np.where(beat > self.beats[-1], self.seconds[-1] + (beat - self.beats[-1]) * hi_slope, t)
+
+
+def fit_time_map(score_beats: np.ndarray, perf_seconds: np.ndarray) -> TimeMap:
+    """One point per score onset (median performed onset), keeping a strictly increasing chain."""
+    if len(score_beats) == 0:
+        return TimeMap(np.zeros(0), np.zeros(0))
+    unique = np.unique(score_beats)
+    medians = np.array([np.median(perf_seconds[score_beats == b]) for b in unique])
+    keep_b, keep_s = [unique[0]], [medians[0]]
+    for b, s in zip(unique[1:], medians[1:], strict=True):
+        if s > keep_s[-1] + 1e-3:
+            keep_b.append(b)
+            keep_s.append(s)
+    return TimeMap(np.array(keep_b), np.array(keep_s))
+
+
+@dataclass
+class Alignment:
+    """Indices into the score note array (`score.note_array`) and the performed note list."""
+
+    score: Score
+    matched: list[tuple[int, int]] = field(default_factory=list)
+    missed: list[int] = field(default_factory=list)
+    extra: list[int] = field(default_factory=list)
+    wrong: list[tuple[int, int]] = field(default_factory=list)
+    time_map: TimeMap | None = None
+    summary: AlignmentSummary = field(default_factory=AlignmentSummary)
+    in_take: np.ndarray | None = None
+
+    def score_note_dicts(self) -> list[dict[str, Any]]:
+        """Score notes with their bar, expected time and status, for plots and the model."""
+        na = self.score.note_array
+        status = np.full(len(na), "outside", dtype=object)
+        if self.in_take is not None:
+            status[self.in_take] = "missed"
+        for s, _ in self.matched:
+            status[s] = "matched"
+        for s, _ in self.wrong:
+            status[s] = "wrong"
+        times = self.time_map(na["onset_beat"]) if self.time_map is not None else na["onset_beat"]
+        ends = (
+            self.time_map(na["onset_beat"] + na["duration_beat"])
+            if self.time_map is not None
+            else na["onset_beat"] + na["duration_beat"]
+        )
+        return [
+            {
+                "pitch": int(n["pitch"]),
+                "bar": int(n["bar"]),
+                "onset_beat": round(float(n["onset_beat"]), 4),
+                "duration_beat": round(float(n["duration_beat"]), 4),
+                "expected_s": round(float(t), 3),
+                "expected_end_s": round(float(e), 3),
+                "status": str(st),
+            }
+            for n, t, e, st in zip(na, times, ends, status, strict=True)
+        ]
+
+
+def align_to_score(score: Score, notes: list[Note]) -> Alignment:
+    """Align performed notes to the score and classify every note."""
+    na = score.note_array
+    result = Alignment(score=score)
+    result.summary.score_notes = len(na)
+    result.summary.performed_notes = len(notes)
+    if not notes:
+        result.missed = list(range(len(na)))
+        result.summary = AlignmentSummary(
+            coverage=0.0, missed=len(na), score_notes=len(na), performed_notes=0, matches_score=False
+        )
+        return result
+    pna = performance_note_array(notes)
+    matcher = pa.DualDTWNoteMatcher()
+    raw = matcher(na, pna, process_ornaments=True, score_part=score.part)
+    s_index = {str(i): k for k, i in enumerate(na["id"])}
+    p_index = {str(i): k for k, i in enumerate(pna["id"])}
+    matched: list[tuple[int, int]] = []
+    missed: list[int] = []
+    extra: list[int] = []
+    for entry in raw:
+        if entry["label"] == "match":
+            matched.append((s_index[str(entry["score_id"])], p_index[str(entry["performance_id"])]))
+        elif entry["label"] == "deletion":
+            missed.append(s_index[str(entry["score_id"])])
+        elif entry["label"] == "insertion":
+            extra.append(p_index[str(entry["performance_id"])])
+    matched.sort(key=lambda sp: na["onset_beat"][sp[0]])
+    s_beats = np.array([na["onset_beat"][s] for s, _ in matched], dtype=float)
+    p_secs = np.array([notes[p].onset for _, p in matched], dtype=float)
+    result.time_map = fit_time_map(s_beats, p_secs)
+    result.matched = matched
+
+    # Score notes in bars before the first / after the last matched note were not part of this take.
+    first_beat, last_beat = _take_span(score, s_beats)
+    in_take = (na["onset_beat"] >= first_beat) & (na["onset_beat"] < last_beat)
+    missed = [s for s in missed if in_take[s]]
+    result.in_take = in_take
+    result.missed, result.extra = _pair_wrong_notes(result, missed, extra, notes)
+
+    expected = int(in_take.sum())
+    coverage = len(matched) / expected if expected else 0.0
+    played_fraction = (len(matched) + len(result.wrong)) / len(notes)
+    score_fraction = (len(matched) + len(result.wrong)) / len(na)
+    result.summary = AlignmentSummary(
+        coverage=round(coverage, 4),
+        matched=len(matched),
+        missed=len(result.missed),
+        extra=len(result.extra),
+        wrong=len(result.wrong),
+        score_notes=len(na),
+        performed_notes=len(notes),
+        matches_score=coverage >= MIN_COVERAGE and played_fraction >= MIN_COVERAGE and score_fraction >= 0.2,
+    )
+    return result
+
+
+def _take_span(score: Score, matched_beats: np.ndarray) -> tuple[float, float]:
+    """Beats from the start of the first played bar to the end of the last played bar."""
+    if len(matched_beats) == 0:
+        return np.inf, -np.inf
+    starts, ends = score.bars["start_beat"], score.bars["end_beat"]
+    first = np.searchsorted(starts, matched_beats.min(), side="right") - 1
+    last = np.searchsorted(starts, matched_beats.max(), side="right") - 1
+    return float(starts[max(first, 0)]), float(ends[max(last, 0)])
+
+
+def _pair_wrong_notes(
+    alignment: Alignment, missed: list[int], extra: list[int], notes: list[Note]
+) -> tuple[list[int], list[int]]:
+    """Pair a missed score note with an extra played note at the same expected time → wrong note."""
+    na = alignment.score.note_array
+    time_map = alignment.time_map
+    if time_map is None or not missed or not extra:
+        return missed, extra
+    expected = time_map(np.array([na["onset_beat"][s] for s in missed], dtype=float))
+    candidates = sorted(
+        (abs(notes[p].onset - t), abs(notes[p].pitch - int(na["pitch"][s])), s, p)
+        for s, t in zip(missed, expected, strict=True)
+        for p in extra
+        if abs(notes[p].onset - t) <= WRONG_NOTE_WINDOW_S
+        and 0 < abs(notes[p].pitch - int(na["pitch"][s])) <= WRONG_NOTE_MAX_INTERVAL
+    )
+    used_s: set[int] = set()
+    used_p: set[int] = set()
+    for _, _, s, p in candidates:
+        if s in used_s or p in used_p:
+            continue
+        used_s.add(s)
+        used_p.add(p)
+        alignment.wrong.append((s, p))
+    return [s for s in missed if s not in used_s], [p for p in extra if p not in used_p]
