@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from importlib import resources
 
@@ -53,9 +54,11 @@ class Transcriber:
     def transcribe(self, samples: np.ndarray) -> tuple[list[Note], list[PedalInterval]]:
         """Transcribe mono float32 audio at `self.sample_rate`."""
         x = torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32)).reshape(-1, 1).to(self.device)
-        events = self.model.transcribe(
-            x, stepInSecond=self.config.hop_s, segmentSizeInSecond=self.config.segment_s
-        )
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\.")
+            events = self.model.transcribe(
+                x, stepInSecond=self.config.hop_s, segmentSizeInSecond=self.config.segment_s
+            )
         return split_events(events)
 
 
