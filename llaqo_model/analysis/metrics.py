@@ -116,7 +116,7 @@ def build_bars(
         pairs = [(s, matched[s]) for s in idx if s in matched]
         bar.notes_matched = len(pairs)
         if end_s - start_s > 1e-3 and len(pairs) >= 2:
-            bar.tempo_bpm = round(60 * (r["end_beat"] - r["start_beat"]) / (end_s - start_s), 1)
+            bar.tempo_bpm = round(float(60 * (r["end_beat"] - r["start_beat"]) / (end_s - start_s)), 1)
         _note_errors(bar, r, score, alignment, notes)
         _bar_figures(bar, pairs, score, alignment, notes)
         bars.append(bar)

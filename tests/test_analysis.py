@@ -1,0 +1,148 @@
+"""A take in, a bar-level report out: mistakes land in the right bar with the right kind."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from llaqo_model.analysis.pipeline import report_from_notes
+from llaqo_model.analysis.report import Note, PerformanceReport
+from llaqo_training.examples import mechanical_performance, note_in_bar
+from llaqo_training.render import render_notes
+
+BPM = 100.0
+NOTE_ERRORS = {"wrong_note", "missed_note", "extra_note"}
+
+
+def _errors(report: PerformanceReport) -> list[tuple[int, str]]:
+    return [(bar, issue.kind) for bar, issue in report.issues() if issue.kind in NOTE_ERRORS]
+
+
+@pytest.fixture(scope="module")
+def clean_notes(chorale) -> list[Note]:
+    return mechanical_performance(chorale, bpm=BPM)
+
+
+@pytest.fixture(scope="module")
+def wrong_in_bar_3(chorale, clean_notes):
+    notes = list(clean_notes)
+    i = note_in_bar(chorale, notes, 3, bpm=BPM)
+    notes[i] = replace(notes[i], pitch=notes[i].pitch + 1)
+    return notes, clean_notes[i].pitch
+
+
+@pytest.fixture(scope="module")
+def wrong_take_report(analyzer, chorale, wrong_in_bar_3) -> PerformanceReport:
+    notes, _ = wrong_in_bar_3
+    return analyzer.analyze_samples(render_notes(notes), 44100, chorale, audio_name="wrong.wav")
+
+
+def test_wrong_note_in_bar_3_is_reported_in_bar_3_from_audio(wrong_take_report, wrong_in_bar_3):
+    _, written = wrong_in_bar_3
+    assert _errors(wrong_take_report) == [(3, "wrong_note")]
+    issue = wrong_take_report.issues()[0][1]
+    assert issue.expected_pitch == written and issue.pitch == written + 1
+    assert issue.detail.startswith("bar 3: played ") and "where the score has" in issue.detail
+    bar3 = next(b for b in wrong_take_report.bars if b.bar == 3)
+    assert bar3.start_s - 0.05 <= issue.time_s < bar3.end_s
+
+
+def test_clean_take_reports_no_note_errors(analyzer, chorale, clean_notes):
+    report = analyzer.analyze_samples(render_notes(clean_notes), 44100, chorale)
+    assert _errors(report) == []
+    assert report.alignment.coverage > 0.95 and report.alignment.matches_score
+    assert [b.bar for b in report.bars] == list(range(0, 10))
+    tempi = [b.tempo_bpm for b in report.bars if b.tempo_bpm]
+    assert abs(np.median(tempi) - BPM) < 5
+
+
+def test_stereo_take_at_another_rate_gives_the_same_mistake(analyzer, chorale, wrong_in_bar_3):
+    import soxr
+
+    notes, _ = wrong_in_bar_3
+    mono = render_notes(notes, sample_rate=44100)
+    stereo = np.stack([mono, 0.8 * mono], axis=1)
+    report = analyzer.analyze_samples(soxr.resample(stereo, 44100, 22050), 22050, chorale)
+    assert _errors(report) == [(3, "wrong_note")]
+
+
+def test_missed_and_extra_notes_are_located(chorale, clean_notes):
+    notes = list(clean_notes)
+    missed = notes.pop(note_in_bar(chorale, notes, 5, which=2, bpm=BPM))
+    host = notes[note_in_bar(chorale, notes, 7, which=0, bpm=BPM)]
+    notes.append(Note(host.onset + 0.3, host.onset + 0.5, 96, 80))
+    notes.sort(key=lambda n: n.onset)
+    report = report_from_notes(notes, [], notes[-1].offset + 1, "t", chorale)
+    assert sorted(_errors(report)) == [(5, "missed_note"), (7, "extra_note")]
+    missed_issue = next(i for _, i in report.issues() if i.kind == "missed_note")
+    assert missed_issue.expected_pitch == missed.pitch
+    assert "was not played" in missed_issue.detail
+
+
+def test_rushed_bar_is_flagged_as_rushing(chorale, clean_notes):
+    bar6 = next(r for r in chorale.bars if r["bar"] == 6)
+    beat_s = 60 / BPM
+    t0 = 0.5 + (bar6["start_beat"] - chorale.note_array["onset_beat"].min()) * beat_s
+    t1 = t0 + (bar6["end_beat"] - bar6["start_beat"]) * beat_s
+    squeeze = 0.6  # bar 6 played in 60% of its time
+
+    def warp(t: float) -> float:
+        if t <= t0:
+            return t
+        if t <= t1:
+            return t0 + (t - t0) * squeeze
+        return t - (t1 - t0) * (1 - squeeze)
+
+    notes = [replace(n, onset=warp(n.onset), offset=max(warp(n.offset), warp(n.onset) + 0.05)) for n in clean_notes]
+    report = report_from_notes(notes, [], notes[-1].offset + 1, "t", chorale)
+    assert report.bars_with("rushing") == [6]
+    assert _errors(report) == []
+
+
+def test_take_of_another_piece_is_reported_as_not_matching(analyzer, other_piece_path, clean_notes):
+    report = analyzer.analyze_samples(render_notes(clean_notes), 44100, other_piece_path)
+    assert report.alignment is not None and not report.alignment.matches_score
+    assert report.bars == [] and report.issues() == []
+    assert any("does not match the score" in w for w in report.warnings)
+
+
+def test_score_free_report_says_what_was_measured(wrong_take_report, clean_notes):
+    report = report_from_notes(clean_notes, [], clean_notes[-1].offset + 1, "t", None)
+    assert report.alignment is None and report.bars == []
+    assert {"tempo", "dynamics", "articulation", "asynchrony"} <= set(report.available_measures)
+    assert "score" not in report.available_measures
+    assert "score" in wrong_take_report.available_measures
+    assert abs(report.measures["ioi_tempo_bpm"] - 2 * BPM) < 10 or abs(report.measures["ioi_tempo_bpm"] - BPM) < 5
+
+
+def test_json_contract_keys_and_round_trip(wrong_take_report):
+    data = wrong_take_report.to_dict()
+    assert {"audio", "score", "duration_s", "notes", "pedal", "alignment", "bars", "measures"} <= set(data)
+    assert set(data["notes"][0]) >= {"onset", "offset", "pitch", "velocity"}
+    assert set(data["alignment"]) >= {"coverage", "matched", "missed", "extra", "wrong"}
+    bar = data["bars"][0]
+    assert set(bar) >= {"bar", "start_s", "end_s", "tempo_bpm", "issues"}
+    issue = next(i for b in data["bars"] for i in b["issues"])
+    assert set(issue) >= {"kind", "detail", "time_s"}
+    again = PerformanceReport.from_json(wrong_take_report.to_json())
+    assert again.to_dict() == data
+
+
+def test_midi_score_gives_the_same_bars(tmp_path, chorale, wrong_in_bar_3):
+    import music21
+
+    from llaqo_model.analysis.score import load_score
+
+    midi = tmp_path / "chorale.mid"
+    music21.corpus.parse("bach/bwv66.6").write("midi", fp=str(midi))
+    score = load_score(midi)
+    notes, _ = wrong_in_bar_3
+    report = report_from_notes(notes, [], notes[-1].offset + 1, "t", score)
+    assert [k for _, k in _errors(report)] == ["wrong_note"]
+    assert report.alignment.matches_score
+
+
+def test_prompt_text_names_the_bar(wrong_take_report):
+    assert "bar 3: wrong_note" in wrong_take_report.to_prompt_text()
