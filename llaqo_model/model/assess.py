@@ -1,0 +1,137 @@
+"""`Assessor`: the model's public face for the CLI and the server (assess a take, answer questions)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from llaqo_model.analysis.report import RUBRIC_KEYS, PerformanceReport
+from llaqo_model.errors import ModelError
+from llaqo_model.model.checkpoint import from_pretrained, save_pretrained
+from llaqo_model.model.llaqo import LlaqoModel
+from llaqo_model.model.prompts import FEEDBACK_QUESTION, bar_question, canonical_questions, question_type
+
+EMBEDDED_DIR = Path(__file__).resolve().parent.parent / "assets" / "embedded"
+MAX_BAR_COMMENTS = 6
+MAX_ROWS = 64  # questions per model batch
+
+
+def default_model_path() -> Path | None:
+    """The shipped embedded checkpoint, if installed."""
+    return EMBEDDED_DIR if (EMBEDDED_DIR / "config.json").is_file() else None
+
+
+def pick_device(device: str) -> str:
+    """'auto' → 'cuda' when available, else 'cpu'."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+class Assessor:
+    """Ratings, difficulty, technique (constrained answers), feedback and bar comments (generated)."""
+
+    def __init__(self, model: LlaqoModel, name: str) -> None:
+        self.model = model
+        self.name = name
+
+    @classmethod
+    def load(cls, path: str | Path, device: str = "auto") -> Assessor:
+        """Load a checkpoint directory, or 'embedded' for the shipped one; raises ModelError."""
+        if str(path) == "embedded":
+            found = default_model_path()
+            if found is None:
+                raise ModelError("no embedded model is installed (llaqo_model/assets/embedded is missing)")
+            return cls(from_pretrained(found, pick_device(device)), "llaqo-embedded")
+        path = Path(path)
+        if not path.is_dir():
+            raise ModelError(f"no model checkpoint directory at {path}")
+        return cls(from_pretrained(path, pick_device(device)), path.resolve().name)
+
+    def _report_text(self, report: PerformanceReport) -> str | None:
+        return report.to_prompt_text() if self.model.config.grounding else None
+
+    def assess(self, samples: np.ndarray, sample_rate: int, report: PerformanceReport) -> dict[str, Any]:
+        """Assess one take (see `assess_batch`)."""
+        return self.assess_batch([(samples, sample_rate, report)])[0]
+
+    @torch.no_grad()
+    def assess_batch(self, items: list[tuple[np.ndarray, int, PerformanceReport]]) -> list[dict[str, Any]]:
+        """Assess several takes with batched model work; one result dict per take."""
+        m = self.model
+        audio = m.encode_audio([m.prepare(s, sr) for s, sr, _ in items])
+        texts = [self._report_text(r) for _, _, r in items]
+        fixed = canonical_questions()
+        rows = [(i, t, q) for i in range(len(items)) for t, q in fixed.items()]
+        choices = []
+        for start in range(0, len(rows), MAX_ROWS):
+            chunk = rows[start : start + MAX_ROWS]
+            choices += m.choose(
+                audio.select([i for i, _, _ in chunk]),
+                [q for _, _, q in chunk],
+                [texts[i] for i, _, _ in chunk],
+                [t for _, t, _ in chunk],
+            )
+        free = [(i, None, FEEDBACK_QUESTION) for i in range(len(items))]
+        for i, (_, _, report) in enumerate(items):
+            bars = [b.bar for b in report.bars if b.issues][:MAX_BAR_COMMENTS]
+            free += [(i, bar, bar_question(bar)) for bar in bars]
+        answers = []
+        for start in range(0, len(free), MAX_ROWS):
+            chunk = free[start : start + MAX_ROWS]
+            answers += m.generate(
+                audio.select([i for i, _, _ in chunk]),
+                [q for _, _, q in chunk],
+                [texts[i] for i, _, _ in chunk],
+            )
+        results: list[dict[str, Any]] = [
+            {"ratings": {}, "expected_ratings": {}, "feedback": "", "bar_comments": []} for _ in items
+        ]
+        for (i, qtype, _), choice in zip(rows, choices, strict=True):
+            out = results[i]
+            if qtype.startswith("rating:"):
+                key = qtype.split(":", 1)[1]
+                out["ratings"][key] = int(choice.answer)
+                out["expected_ratings"][key] = round(choice.expected(), 3)
+            elif qtype == "technique":
+                out["technique"] = choice.answer
+            else:
+                out[qtype] = int(choice.answer)
+        for (i, bar, _), text in zip(free, answers, strict=True):
+            if bar is None:
+                results[i]["feedback"] = text
+            else:
+                results[i]["bar_comments"].append({"bar": bar, "text": text})
+        for out in results:
+            out["ratings"] = {k: out["ratings"][k] for k in RUBRIC_KEYS}
+        return results
+
+    @torch.no_grad()
+    def ask(
+        self, samples: np.ndarray, sample_rate: int, report: PerformanceReport, question: str
+    ) -> Iterator[str]:
+        """Stream the answer to a free question as text deltas (rating-style questions answer constrained)."""
+        m = self.model
+        audio = m.encode_audio([m.prepare(samples, sample_rate)])
+        text = self._report_text(report)
+        qtype = question_type(question)
+        if qtype is not None:
+            yield m.choose(audio, [question], [text], [qtype])[0].answer
+            return
+        yield from m.stream(audio, question, text)
+
+
+def build_tiny_checkpoint(path: str | Path) -> Path:
+    """A tiny random-weight but real checkpoint (seconds to build), for tests of code that loads models."""
+    from llaqo_training.tokenizer import train_tokenizer
+
+    from llaqo_model.model.llaqo import tiny_config
+
+    torch.manual_seed(0)
+    tokenizer = train_tokenizer([], vocab_size=512)
+    model = LlaqoModel(tiny_config(len(tokenizer)), tokenizer)
+    return save_pretrained(model, path)
