@@ -1,0 +1,109 @@
+"""The `llaqo analyze` / `llaqo batch` commands as a user runs them: clear errors, resumable batches."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from llaqo_training.examples import mechanical_performance, note_in_bar
+from llaqo_training.render import render_notes
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def llaqo(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "llaqo_model.cli", *args], capture_output=True, text=True,
+                          cwd=REPO, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def takes(tmp_path_factory, chorale) -> dict[str, Path]:
+    """A take with a wrong note in bar 4 (FLAC), a silent WAV, a NaN WAV, a text file, a bogus score."""
+    d = tmp_path_factory.mktemp("takes")
+    notes = mechanical_performance(chorale, bpm=110)
+    i = note_in_bar(chorale, notes, 4, bpm=110)
+    notes[i] = replace(notes[i], pitch=notes[i].pitch - 2)
+    sf.write(d / "wrong_bar4.flac", render_notes(notes), 44100)
+    sf.write(d / "silent.wav", np.zeros(44100 * 3, dtype=np.float32), 44100)
+    nan = np.full(44100 * 2, np.nan, dtype=np.float32)
+    sf.write(d / "nan.wav", nan, 44100, subtype="FLOAT")
+    (d / "notes.txt").write_text("not audio")
+    (d / "empty.wav").write_bytes(b"")
+    good = (d / "wrong_bar4.flac").read_bytes()
+    (d / "truncated.flac").write_bytes(good[: len(good) // 50])
+    (d / "fake_score.musicxml").write_text("<html><body>hello</body></html>")
+    (d / "evil.musicxml").write_text(
+        '<?xml version="1.0"?><!DOCTYPE x [<!ENTITY e SYSTEM "file:///etc/passwd">]><score-partwise>&e;'
+        "</score-partwise>")
+    return {p.stem: p for p in d.iterdir()}
+
+
+@pytest.mark.slow
+def test_analyze_json_and_html(takes, chorale_path, tmp_path):
+    out, page = tmp_path / "r.json", tmp_path / "r.html"
+    run = llaqo("analyze", str(takes["wrong_bar4"]), "--score", str(chorale_path), "--json", str(out),
+                "--html", str(page), "--no-model")
+    assert run.returncode == 0, run.stderr
+    data = json.loads(out.read_text())
+    assert [(b["bar"], i["kind"]) for b in data["bars"] for i in b["issues"] if i["kind"].endswith("_note")] == [
+        (4, "wrong_note")]
+    assert "bar 4: played" in run.stdout
+    text = page.read_text()
+    assert text.startswith("<!doctype html>") and "<svg" in text and "bar 4: played" in text
+    assert "http://" not in text and "https://" not in text  # self-contained
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [("silent", "silent"), ("nan", "NaN"), ("notes", "cannot read"), ("empty", "cannot read"),
+     ("truncated", "cannot read"), ("missing", "no audio file")],
+)
+def test_bad_audio_is_one_clear_line(takes, name, message):
+    path = takes.get(name, Path("/nonexistent/missing.wav"))
+    run = llaqo("analyze", str(path), "--no-model")
+    assert run.returncode == 2
+    assert "Traceback" not in run.stderr
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("llaqo: error:") and message in lines[0]
+
+
+@pytest.mark.parametrize(("name", "message"), [("fake_score", "score"), ("evil", "entities"),
+                                               ("notes", "unsupported score type")])
+def test_bad_score_is_one_clear_line(takes, name, message):
+    run = llaqo("analyze", str(takes["wrong_bar4"]), "--score", str(takes[name]), "--no-model")
+    assert run.returncode == 2 and "Traceback" not in run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1 and message in run.stderr
+
+
+def test_take_over_the_length_limit_is_refused(tmp_path):
+    from llaqo_model.analysis.audio import load_audio
+    from llaqo_model.errors import AudioError
+
+    path = tmp_path / "long.wav"
+    sf.write(path, 0.1 * np.ones(8000 * 30, dtype=np.float32), 8000)
+    with pytest.raises(AudioError, match="limit"):
+        load_audio(path, max_duration_s=20)
+
+
+@pytest.mark.slow
+def test_batch_goes_on_after_a_bad_take_and_resumes(takes, chorale_path, tmp_path):
+    manifest = tmp_path / "session.csv"
+    manifest.write_text(f"audio,score\n{takes['wrong_bar4']},{chorale_path}\n{takes['silent']},\n"
+                        f"{takes['notes']},{chorale_path}\n")
+    out = tmp_path / "results.jsonl"
+    run = llaqo("batch", str(manifest), "--out", str(out), "--no-model")
+    assert run.returncode == 0, run.stderr
+    lines = [json.loads(x) for x in out.read_text().splitlines()]
+    assert [x["audio"] for x in lines] == [str(takes[k]) for k in ("wrong_bar4", "silent", "notes")]
+    assert "error" not in lines[0] and lines[0]["alignment"]["wrong"] == 1
+    assert "silent" in lines[1]["error"] and lines[2]["code"] == "bad_audio"
+    again = llaqo("batch", str(manifest), "--out", str(out), "--no-model")
+    assert again.returncode == 0 and "3 already done" in again.stderr
+    assert len(out.read_text().splitlines()) == 3
