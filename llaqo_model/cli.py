@@ -15,7 +15,9 @@ from llaqo_training.cli import register as register_training
 
 def build_parser() -> argparse.ArgumentParser:
     """All subcommands; each `register` adds its own and sets `func`."""
-    parser = argparse.ArgumentParser(prog="llaqo", description="LLaQo: a query-based coach for piano performance")
+    parser = argparse.ArgumentParser(
+        prog="llaqo", description="LLaQo: a query-based coach for piano performance"
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     sub = parser.add_subparsers(dest="command", required=True)
     register_analysis(sub)

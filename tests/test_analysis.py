@@ -95,7 +95,9 @@ def test_rushed_bar_is_flagged_as_rushing(chorale, clean_notes):
             return t0 + (t - t0) * squeeze
         return t - (t1 - t0) * (1 - squeeze)
 
-    notes = [replace(n, onset=warp(n.onset), offset=max(warp(n.offset), warp(n.onset) + 0.05)) for n in clean_notes]
+    notes = [
+        replace(n, onset=warp(n.onset), offset=max(warp(n.offset), warp(n.onset) + 0.05)) for n in clean_notes
+    ]
     report = report_from_notes(notes, [], notes[-1].offset + 1, "t", chorale)
     assert report.bars_with("rushing") == [6]
     assert _errors(report) == []
@@ -114,7 +116,10 @@ def test_score_free_report_says_what_was_measured(wrong_take_report, clean_notes
     assert {"tempo", "dynamics", "articulation", "asynchrony"} <= set(report.available_measures)
     assert "score" not in report.available_measures
     assert "score" in wrong_take_report.available_measures
-    assert abs(report.measures["ioi_tempo_bpm"] - 2 * BPM) < 10 or abs(report.measures["ioi_tempo_bpm"] - BPM) < 5
+    assert (
+        abs(report.measures["ioi_tempo_bpm"] - 2 * BPM) < 10
+        or abs(report.measures["ioi_tempo_bpm"] - BPM) < 5
+    )
 
 
 def test_json_contract_keys_and_round_trip(wrong_take_report):

@@ -19,8 +19,13 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def llaqo(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "llaqo_model.cli", *args], capture_output=True, text=True,
-                          cwd=REPO, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "llaqo_model.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=600,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -41,19 +46,30 @@ def takes(tmp_path_factory, chorale) -> dict[str, Path]:
     (d / "fake_score.musicxml").write_text("<html><body>hello</body></html>")
     (d / "evil.musicxml").write_text(
         '<?xml version="1.0"?><!DOCTYPE x [<!ENTITY e SYSTEM "file:///etc/passwd">]><score-partwise>&e;'
-        "</score-partwise>")
+        "</score-partwise>"
+    )
     return {p.stem: p for p in d.iterdir()}
 
 
 @pytest.mark.slow
 def test_analyze_json_and_html(takes, chorale_path, tmp_path):
     out, page = tmp_path / "r.json", tmp_path / "r.html"
-    run = llaqo("analyze", str(takes["wrong_bar4"]), "--score", str(chorale_path), "--json", str(out),
-                "--html", str(page), "--no-model")
+    run = llaqo(
+        "analyze",
+        str(takes["wrong_bar4"]),
+        "--score",
+        str(chorale_path),
+        "--json",
+        str(out),
+        "--html",
+        str(page),
+        "--no-model",
+    )
     assert run.returncode == 0, run.stderr
     data = json.loads(out.read_text())
-    assert [(b["bar"], i["kind"]) for b in data["bars"] for i in b["issues"] if i["kind"].endswith("_note")] == [
-        (4, "wrong_note")]
+    assert [
+        (b["bar"], i["kind"]) for b in data["bars"] for i in b["issues"] if i["kind"].endswith("_note")
+    ] == [(4, "wrong_note")]
     assert "bar 4: played" in run.stdout
     text = page.read_text()
     assert text.startswith("<!doctype html>") and "<svg" in text and "bar 4: played" in text
@@ -62,8 +78,14 @@ def test_analyze_json_and_html(takes, chorale_path, tmp_path):
 
 @pytest.mark.parametrize(
     ("name", "message"),
-    [("silent", "silent"), ("nan", "NaN"), ("notes", "cannot read"), ("empty", "cannot read"),
-     ("truncated", "cannot read"), ("missing", "no audio file")],
+    [
+        ("silent", "silent"),
+        ("nan", "NaN"),
+        ("notes", "cannot read"),
+        ("empty", "cannot read"),
+        ("truncated", "cannot read"),
+        ("missing", "no audio file"),
+    ],
 )
 def test_bad_audio_is_one_clear_line(takes, name, message):
     path = takes.get(name, Path("/nonexistent/missing.wav"))
@@ -74,8 +96,9 @@ def test_bad_audio_is_one_clear_line(takes, name, message):
     assert len(lines) == 1 and lines[0].startswith("llaqo: error:") and message in lines[0]
 
 
-@pytest.mark.parametrize(("name", "message"), [("fake_score", "score"), ("evil", "entities"),
-                                               ("notes", "unsupported score type")])
+@pytest.mark.parametrize(
+    ("name", "message"), [("fake_score", "score"), ("evil", "entities"), ("notes", "unsupported score type")]
+)
 def test_bad_score_is_one_clear_line(takes, name, message):
     run = llaqo("analyze", str(takes["wrong_bar4"]), "--score", str(takes[name]), "--no-model")
     assert run.returncode == 2 and "Traceback" not in run.stderr
@@ -95,8 +118,10 @@ def test_take_over_the_length_limit_is_refused(tmp_path):
 @pytest.mark.slow
 def test_batch_goes_on_after_a_bad_take_and_resumes(takes, chorale_path, tmp_path):
     manifest = tmp_path / "session.csv"
-    manifest.write_text(f"audio,score\n{takes['wrong_bar4']},{chorale_path}\n{takes['silent']},\n"
-                        f"{takes['notes']},{chorale_path}\n")
+    manifest.write_text(
+        f"audio,score\n{takes['wrong_bar4']},{chorale_path}\n{takes['silent']},\n"
+        f"{takes['notes']},{chorale_path}\n"
+    )
     out = tmp_path / "results.jsonl"
     run = llaqo("batch", str(manifest), "--out", str(out), "--no-model")
     assert run.returncode == 0, run.stderr

@@ -26,7 +26,9 @@ def mechanical_performance(
     notes = [
         Note(
             onset=round(start_s + (float(n["onset_beat"]) - first) * beat_s, 4),
-            offset=round(start_s + (float(n["onset_beat"]) - first + legato * float(n["duration_beat"])) * beat_s, 4),
+            offset=round(
+                start_s + (float(n["onset_beat"]) - first + legato * float(n["duration_beat"])) * beat_s, 4
+            ),
             pitch=int(n["pitch"]),
             velocity=velocity,
         )
@@ -36,8 +38,9 @@ def mechanical_performance(
     return sorted(notes, key=lambda n: (n.onset, n.pitch))
 
 
-def note_in_bar(score: Score, notes: list[Note], bar: int, which: int = 0, bpm: float = 80.0,
-                start_s: float = 0.5) -> int:
+def note_in_bar(
+    score: Score, notes: list[Note], bar: int, which: int = 0, bpm: float = 80.0, start_s: float = 0.5
+) -> int:
     """Index into `notes` (from `mechanical_performance`) of the `which`-th score note of `bar`."""
     na = score.note_array
     first = float(na["onset_beat"].min())
@@ -66,7 +69,9 @@ class ExampleTake:
     written: str
 
 
-def make_example(out_dir: str | Path, piece: str = EXAMPLE_PIECE, bar: int = 6, bpm: float = 80.0) -> ExampleTake:
+def make_example(
+    out_dir: str | Path, piece: str = EXAMPLE_PIECE, bar: int = 6, bpm: float = 80.0
+) -> ExampleTake:
     """Render `piece` with one wrong note (a semitone up) in `bar`; write score and FLAC to `out_dir`."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

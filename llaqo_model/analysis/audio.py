@@ -13,7 +13,9 @@ from llaqo_model.errors import AudioError
 DEFAULT_MAX_DURATION_S = 20 * 60.0
 
 
-def check_samples(samples: np.ndarray, sample_rate: int, max_duration_s: float = DEFAULT_MAX_DURATION_S) -> None:
+def check_samples(
+    samples: np.ndarray, sample_rate: int, max_duration_s: float = DEFAULT_MAX_DURATION_S
+) -> None:
     """Raise `AudioError` for empty, silent, non-finite or over-long audio."""
     if sample_rate <= 0:
         raise AudioError(f"invalid sample rate {sample_rate}")
@@ -23,7 +25,9 @@ def check_samples(samples: np.ndarray, sample_rate: int, max_duration_s: float =
         raise AudioError("the audio contains NaN or infinite samples")
     duration = samples.shape[0] / sample_rate
     if duration > max_duration_s:
-        raise AudioError(f"the take is {duration / 60:.1f} min long; the limit is {max_duration_s / 60:.1f} min")
+        raise AudioError(
+            f"the take is {duration / 60:.1f} min long; the limit is {max_duration_s / 60:.1f} min"
+        )
     if duration < 0.5:
         raise AudioError(f"the audio is only {duration:.2f} s long")
     if float(np.max(np.abs(samples))) < 1e-4:

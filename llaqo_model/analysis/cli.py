@@ -17,17 +17,29 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("analyze", help="analyse one take against its score")
     p.add_argument("take", help="audio file (wav, flac, ogg, … any rate, mono or stereo)")
     p.add_argument("--score", help="MusicXML (.musicxml/.xml/.mxl) or MIDI score of what was played")
+    p.add_argument("--bars", type=_bar_span, help="the passage played, as printed bar numbers: e.g. 12-20")
     p.add_argument("--json", dest="json_out", help="write the report as JSON to this file, or - for stdout")
     p.add_argument("--html", dest="html_out", help="write a self-contained HTML page for a teacher")
     _model_args(p)
     p.set_defaults(func=run_analyze)
 
-    b = subparsers.add_parser("batch", help="analyse every take listed in a CSV manifest (header: audio,score)")
+    b = subparsers.add_parser(
+        "batch", help="analyse every take listed in a CSV manifest (header: audio,score)"
+    )
     b.add_argument("manifest", help="CSV with columns audio,score (score may be empty); paths relative to it")
     b.add_argument("--out", required=True, help="JSON-lines results; re-running with the same file resumes")
     b.add_argument("--retry-errors", action="store_true", help="redo takes whose earlier line was an error")
     _model_args(b)
     b.set_defaults(func=run_batch)
+
+
+def _bar_span(text: str) -> tuple[int, int]:
+    """'12-20' → (12, 20); '7' → (7, 7)."""
+    first, _, last = text.partition("-")
+    try:
+        return int(first), int(last or first)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected bars like 12-20, got '{text}'") from None
 
 
 def _model_args(p: argparse.ArgumentParser) -> None:
@@ -65,7 +77,7 @@ def run_analyze(args: argparse.Namespace) -> int:
 
     assessor = _load_assessor(args)
     analyzer = Analyzer(config=TranscriberConfig(device=args.device))
-    report = analyzer.analyze_file(args.take, args.score)
+    report = analyzer.analyze_file(args.take, args.score, bars=args.bars)
     result = _assess(assessor, analyzer, args.take, report)
     if args.json_out == "-":
         print(json.dumps(result, ensure_ascii=False, indent=1))
@@ -96,7 +108,9 @@ def summary_text(result: dict[str, Any]) -> str:
         lines.extend(f"  {issue['detail']}" for issue in bar["issues"])
     if "ratings" in result:
         lines.append("ratings: " + ", ".join(f"{k} {v}" for k, v in result["ratings"].items()))
-        lines.append(f"overall {result['overall']}, difficulty {result['difficulty']}, technique {result['technique']}")
+        lines.append(
+            f"overall {result['overall']}, difficulty {result['difficulty']}, technique {result['technique']}"
+        )
         lines.append(f"feedback: {result['feedback']}")
     return "\n".join(lines)
 
@@ -163,10 +177,16 @@ def run_batch(args: argparse.Namespace) -> int:
                 line = {"audio": audio, "score": score, "error": str(exc), "code": exc.code}
             except Exception as exc:  # a take must never stop the batch
                 failures += 1
-                line = {"audio": audio, "score": score, "error": f"unexpected {type(exc).__name__}: {exc}",
-                        "code": "internal"}
+                line = {
+                    "audio": audio,
+                    "score": score,
+                    "error": f"unexpected {type(exc).__name__}: {exc}",
+                    "code": "internal",
+                }
             sink.write(json.dumps(line, ensure_ascii=False) + "\n")
             sink.flush()
-    print(f"{len(todo) - failures} analysed, {failures} failed, {len(rows) - len(todo)} already done → {out}",
-          file=sys.stderr)
+    print(
+        f"{len(todo) - failures} analysed, {failures} failed, {len(rows) - len(todo)} already done → {out}",
+        file=sys.stderr,
+    )
     return 0

@@ -32,8 +32,10 @@ def _bar_lines(report: PerformanceReport, t_end: float, height: int) -> list[str
         x = _scale(bar.start_s, 0, t_end, MARGIN, WIDTH - 10)
         fill = "#fde0e0" if bar.issues else "none"
         x2 = _scale(bar.end_s, 0, t_end, MARGIN, WIDTH - 10)
-        parts.append(f'<rect x="{x:.1f}" y="0" width="{max(x2 - x, 0):.1f}" height="{height}" fill="{fill}" '
-                     'opacity="0.5"/>')
+        parts.append(
+            f'<rect x="{x:.1f}" y="0" width="{max(x2 - x, 0):.1f}" height="{height}" fill="{fill}" '
+            'opacity="0.5"/>'
+        )
         parts.append(f'<line x1="{x:.1f}" y1="0" x2="{x:.1f}" y2="{height}" stroke="#bbb"/>')
         parts.append(f'<text x="{x + 2:.1f}" y="12" font-size="10" fill="#555">{bar.bar}</text>')
     return parts
@@ -42,7 +44,9 @@ def _bar_lines(report: PerformanceReport, t_end: float, height: int) -> list[str
 def piano_roll(report: PerformanceReport) -> str:
     """Score notes as outlines, performed notes filled; wrong/extra/missed notes in colour."""
     t_end = max(report.duration_s, 1.0)
-    pitches = [n.pitch for n in report.notes] + [s["pitch"] for s in report.score_notes if s["status"] != "outside"]
+    pitches = [n.pitch for n in report.notes] + [
+        s["pitch"] for s in report.score_notes if s["status"] != "outside"
+    ]
     lo, hi = (min(pitches) - 2, max(pitches) + 2) if pitches else (40, 90)
     row = (ROLL_HEIGHT - 20) / (hi - lo + 1)
 
@@ -57,8 +61,10 @@ def piano_roll(report: PerformanceReport) -> str:
         x1 = _scale(s["expected_end_s"], 0, t_end, MARGIN, WIDTH - 10)
         dash = ' stroke-dasharray="3,2" stroke-width="2"' if s["status"] in ("missed", "wrong") else ""
         colour = "#d62728" if s["status"] in ("missed", "wrong") else "#999"
-        parts.append(f'<rect x="{x0:.1f}" y="{y(s["pitch"]):.1f}" width="{max(x1 - x0, 1):.1f}" height="{row:.1f}" '
-                     f'fill="none" stroke="{colour}"{dash}><title>score: bar {s["bar"]}, {s["status"]}</title></rect>')
+        parts.append(
+            f'<rect x="{x0:.1f}" y="{y(s["pitch"]):.1f}" width="{max(x1 - x0, 1):.1f}" height="{row:.1f}" '
+            f'fill="none" stroke="{colour}"{dash}><title>score: bar {s["bar"]}, {s["status"]}</title></rect>'
+        )
     flagged = {(i.pitch, round(i.time_s, 3)): i for _, i in report.issues() if i.pitch is not None}
     for n in report.notes:
         issue = flagged.get((n.pitch, round(n.onset, 3)))
@@ -66,17 +72,23 @@ def piano_roll(report: PerformanceReport) -> str:
         x0 = _scale(n.onset, 0, t_end, MARGIN, WIDTH - 10)
         x1 = _scale(n.offset, 0, t_end, MARGIN, WIDTH - 10)
         title = html.escape(issue.detail) if issue else f"pitch {n.pitch}, velocity {n.velocity}"
-        parts.append(f'<rect x="{x0:.1f}" y="{y(n.pitch):.1f}" width="{max(x1 - x0, 1):.1f}" height="{row:.1f}" '
-                     f'fill="{colour}" opacity="{0.35 + 0.65 * n.velocity / 127:.2f}"><title>{title}</title></rect>')
+        parts.append(
+            f'<rect x="{x0:.1f}" y="{y(n.pitch):.1f}" width="{max(x1 - x0, 1):.1f}" height="{row:.1f}" '
+            f'fill="{colour}" opacity="{0.35 + 0.65 * n.velocity / 127:.2f}"><title>{title}</title></rect>'
+        )
     for p in report.pedal:
         x0 = _scale(p.onset, 0, t_end, MARGIN, WIDTH - 10)
         x1 = _scale(p.offset, 0, t_end, MARGIN, WIDTH - 10)
-        parts.append(f'<rect x="{x0:.1f}" y="{ROLL_HEIGHT - 4}" width="{max(x1 - x0, 1):.1f}" height="4" '
-                     'fill="#2ca02c"><title>sustain pedal</title></rect>')
+        parts.append(
+            f'<rect x="{x0:.1f}" y="{ROLL_HEIGHT - 4}" width="{max(x1 - x0, 1):.1f}" height="4" '
+            'fill="#2ca02c"><title>sustain pedal</title></rect>'
+        )
     return f'<svg width="{WIDTH}" height="{ROLL_HEIGHT}">{"".join(parts)}</svg>'
 
 
-def curve(report: PerformanceReport, points: list[tuple[float, float]], label: str, dots: bool = False) -> str:
+def curve(
+    report: PerformanceReport, points: list[tuple[float, float]], label: str, dots: bool = False
+) -> str:
     """A simple line (or dot) plot over the take's time axis with the bar grid."""
     t_end = max(report.duration_s, 1.0)
     parts = _bar_lines(report, t_end, CURVE_HEIGHT)
@@ -84,7 +96,10 @@ def curve(report: PerformanceReport, points: list[tuple[float, float]], label: s
         values = [v for _, v in points]
         lo, hi = min(values), max(values)
         lo, hi = (lo - 5, hi + 5) if hi - lo < 10 else (lo, hi)
-        xy = [(_scale(t, 0, t_end, MARGIN, WIDTH - 10), _scale(v, lo, hi, CURVE_HEIGHT - 10, 20)) for t, v in points]
+        xy = [
+            (_scale(t, 0, t_end, MARGIN, WIDTH - 10), _scale(v, lo, hi, CURVE_HEIGHT - 10, 20))
+            for t, v in points
+        ]
         if dots:
             parts += [f'<circle cx="{x:.1f}" cy="{yy:.1f}" r="2" fill="#1f77b4"/>' for x, yy in xy]
         else:
@@ -102,11 +117,15 @@ def bar_table(report: PerformanceReport) -> str:
     for b in report.bars:
         issues = "<br>".join(f'<span class="issue">{html.escape(i.detail)}</span>' for i in b.issues)
         fmt = lambda v, spec: "–" if v is None else format(v, spec)  # noqa: E731
-        rows.append(f"<tr><td>{b.bar}</td><td>{b.start_s:.1f}–{b.end_s:.1f} s</td><td>{fmt(b.tempo_bpm, '.0f')}</td>"
-                    f"<td>{fmt(b.mean_velocity, '.0f')}</td><td>{fmt(b.onset_deviation_ms, '.0f')}</td>"
-                    f"<td>{b.notes_matched}/{b.notes_expected}</td><td>{issues or '<span class=muted>ok</span>'}</td></tr>")
-    head = ("<tr><th>bar</th><th>time</th><th>tempo (bpm)</th><th>velocity</th><th>timing spread (ms)</th>"
-            "<th>notes</th><th>comments</th></tr>")
+        rows.append(
+            f"<tr><td>{b.bar}</td><td>{b.start_s:.1f}–{b.end_s:.1f} s</td><td>{fmt(b.tempo_bpm, '.0f')}</td>"
+            f"<td>{fmt(b.mean_velocity, '.0f')}</td><td>{fmt(b.onset_deviation_ms, '.0f')}</td>"
+            f"<td>{b.notes_matched}/{b.notes_expected}</td><td>{issues or '<span class=muted>ok</span>'}</td></tr>"
+        )
+    head = (
+        "<tr><th>bar</th><th>time</th><th>tempo (bpm)</th><th>velocity</th><th>timing spread (ms)</th>"
+        "<th>notes</th><th>comments</th></tr>"
+    )
     return f"<table>{head}{''.join(rows)}</table>"
 
 
@@ -117,20 +136,27 @@ def render_html(report: PerformanceReport, result: dict[str, Any] | None = None)
     summary = [f"{report.duration_s:.1f} s, {len(report.notes)} notes"]
     if report.alignment:
         a = report.alignment
-        summary.append(f"score {html.escape(report.score or '')}: {100 * a.coverage:.0f}% covered, {a.wrong} wrong, "
-                       f"{a.missed} missed, {a.extra} extra notes")
+        summary.append(
+            f"score {html.escape(report.score or '')}: {100 * a.coverage:.0f}% covered, {a.wrong} wrong, "
+            f"{a.missed} missed, {a.extra} extra notes"
+        )
     summary += [f"<b>{html.escape(w)}</b>" for w in report.warnings]
     model = ""
     if "ratings" in result:
-        ratings = "".join(f"<tr><td>{html.escape(k)}</td><td>{v}</td></tr>" for k, v in result["ratings"].items())
-        model = (f"<h2>Assessment ({html.escape(str(result.get('model', '')))})</h2><p>{html.escape(result['feedback'])}"
-                 f"</p><table>{ratings}<tr><td>overall</td><td>{result['overall']}</td></tr></table>")
+        ratings = "".join(
+            f"<tr><td>{html.escape(k)}</td><td>{v}</td></tr>" for k, v in result["ratings"].items()
+        )
+        model = (
+            f"<h2>Assessment ({html.escape(str(result.get('model', '')))})</h2><p>{html.escape(result['feedback'])}"
+            f"</p><table>{ratings}<tr><td>overall</td><td>{result['overall']}</td></tr></table>"
+        )
     tempo = [((b.start_s + b.end_s) / 2, b.tempo_bpm) for b in report.bars if b.tempo_bpm is not None]
     velocity = [(n.onset, float(n.velocity)) for n in report.notes]
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>LLaQo — {title}</title>
 <style>{STYLE}</style></head><body>
-<h1>LLaQo report: {title}</h1><p>{'<br>'.join(summary)}</p>{model}
-<h2>Piano roll</h2><div class="legend"><span style="color:#1f77b4">■ played</span><span style="color:#999">□ score</span>
+<h1>LLaQo report: {title}</h1><p>{"<br>".join(summary)}</p>{model}
+<h2>Piano roll</h2><div class="legend"><span style="color:#1f77b4">■ played</span>
+<span style="color:#999">□ score</span>
 <span style="color:#d62728">■ wrong / □ missed</span><span style="color:#ff7f0e">■ extra</span>
 <span style="color:#2ca02c">▬ pedal</span><span style="background:#fde0e0">bars with comments</span></div>
 {piano_roll(report)}

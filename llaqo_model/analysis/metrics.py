@@ -45,7 +45,10 @@ def score_free_measures(
     notes: list[Note], pedal: list[PedalInterval], duration_s: float
 ) -> tuple[dict[str, Any], list[str]]:
     """Tempo (from inter-onset intervals), dynamics, articulation, asynchrony and pedal use."""
-    measures: dict[str, Any] = {"note_count": len(notes), "notes_per_s": _round(len(notes) / max(duration_s, 1e-6))}
+    measures: dict[str, Any] = {
+        "note_count": len(notes),
+        "notes_per_s": _round(len(notes) / max(duration_s, 1e-6)),
+    }
     pedal_time = sum(max(0.0, p.offset - p.onset) for p in pedal)
     measures["pedal_fraction"] = _round(min(1.0, pedal_time / max(duration_s, 1e-6)))
     measures["pedal_presses"] = len(pedal)
@@ -75,8 +78,11 @@ def score_free_measures(
     measures["velocity_std"] = _round(float(velocity.std()), 1)
     measures["velocity_range"] = _round(float(np.percentile(velocity, 95) - np.percentile(velocity, 5)), 1)
     edges = np.arange(0.0, duration_s + 2.0, 2.0)
-    contour = [velocity[(onsets >= a) & (onsets < b)].mean() for a, b in zip(edges[:-1], edges[1:], strict=True)
-               if np.any((onsets >= a) & (onsets < b))]
+    contour = [
+        velocity[(onsets >= a) & (onsets < b)].mean()
+        for a, b in zip(edges[:-1], edges[1:], strict=True)
+        if np.any((onsets >= a) & (onsets < b))
+    ]
     measures["velocity_contour"] = [_round(v, 1) for v in contour]
     measures["velocity_contour_std"] = _round(float(np.std(contour)), 1) if contour else None
     available.append("dynamics")
@@ -141,24 +147,38 @@ def _note_errors(bar: Bar, row: np.void, score: Score, alignment: Alignment, not
 
     for s, p in alignment.wrong:
         if in_row(s):
-            bar.issues.append(Issue(
-                kind="wrong_note",
-                detail=f"bar {bar.bar}: played {pitch_name(notes[p].pitch, score.key_fifths)} where the score "
-                f"has {written(s)} ({where(s)})",
-                time_s=round(notes[p].onset, 3), pitch=notes[p].pitch, expected_pitch=int(na["pitch"][s])))
+            bar.issues.append(
+                Issue(
+                    kind="wrong_note",
+                    detail=f"bar {bar.bar}: played {pitch_name(notes[p].pitch, score.key_fifths)} where the score "
+                    f"has {written(s)} ({where(s)})",
+                    time_s=round(notes[p].onset, 3),
+                    pitch=notes[p].pitch,
+                    expected_pitch=int(na["pitch"][s]),
+                )
+            )
     for s in alignment.missed:
         if in_row(s):
             t = float(alignment.time_map(na["onset_beat"][s])) if alignment.time_map else 0.0
-            bar.issues.append(Issue(
-                kind="missed_note", detail=f"bar {bar.bar}: the {written(s)} on {where(s)} was not played",
-                time_s=round(max(t, 0.0), 3), expected_pitch=int(na["pitch"][s])))
+            bar.issues.append(
+                Issue(
+                    kind="missed_note",
+                    detail=f"bar {bar.bar}: the {written(s)} on {where(s)} was not played",
+                    time_s=round(max(t, 0.0), 3),
+                    expected_pitch=int(na["pitch"][s]),
+                )
+            )
     for p in alignment.extra:
         n = notes[p]
         if bar.start_s <= n.onset < bar.end_s and n.velocity >= MIN_EXTRA_VELOCITY:
-            bar.issues.append(Issue(
-                kind="extra_note",
-                detail=f"bar {bar.bar}: an extra {pitch_name(n.pitch, score.key_fifths)} was played",
-                time_s=round(n.onset, 3), pitch=n.pitch))
+            bar.issues.append(
+                Issue(
+                    kind="extra_note",
+                    detail=f"bar {bar.bar}: an extra {pitch_name(n.pitch, score.key_fifths)} was played",
+                    time_s=round(n.onset, 3),
+                    pitch=n.pitch,
+                )
+            )
 
 
 def _bar_figures(
@@ -181,10 +201,15 @@ def _bar_figures(
         bar.onset_deviation_ms = round(float(1000 * np.std(resid)), 1)
         if bar.onset_deviation_ms > UNEVEN_MS:
             worst = int(np.argmax(np.abs(resid)))
-            bar.issues.append(Issue(
-                kind="uneven", detail=f"bar {bar.bar}: uneven timing — onsets stray by about "
-                f"{bar.onset_deviation_ms:.0f} ms from a steady pulse", time_s=round(float(chord_onsets[worst]), 3),
-                severity=round(bar.onset_deviation_ms / UNEVEN_MS, 2)))
+            bar.issues.append(
+                Issue(
+                    kind="uneven",
+                    detail=f"bar {bar.bar}: uneven timing — onsets stray by about "
+                    f"{bar.onset_deviation_ms:.0f} ms from a steady pulse",
+                    time_s=round(float(chord_onsets[worst]), 3),
+                    severity=round(bar.onset_deviation_ms / UNEVEN_MS, 2),
+                )
+            )
     tmap = alignment.time_map
     notated = tmap(beats + np.array([na["duration_beat"][s] for s, _ in pairs])) - tmap(beats)
     played = np.array([notes[p].offset - notes[p].onset for _, p in pairs])
@@ -192,25 +217,43 @@ def _bar_figures(
     if ok.sum() >= 4:
         bar.articulation_ratio = round(float(np.median(played[ok] / notated[ok])), 2)
         if bar.articulation_ratio < STACCATO_RATIO:
-            bar.issues.append(Issue(
-                kind="articulation", detail=f"bar {bar.bar}: notes are cut short (held for about "
-                f"{100 * bar.articulation_ratio:.0f}% of their written length)", time_s=bar.start_s))
+            bar.issues.append(
+                Issue(
+                    kind="articulation",
+                    detail=f"bar {bar.bar}: notes are cut short (held for about "
+                    f"{100 * bar.articulation_ratio:.0f}% of their written length)",
+                    time_s=bar.start_s,
+                )
+            )
     spreads = [1000 * np.ptp(perf[g]) for g in groups.values() if len(g) > 1]
     if spreads:
         bar.asynchrony_ms = round(float(np.mean(spreads)), 1)
         if len(spreads) >= 2 and bar.asynchrony_ms > ASYNC_MS:
-            bar.issues.append(Issue(
-                kind="asynchrony", detail=f"bar {bar.bar}: chord notes are not together (spread about "
-                f"{bar.asynchrony_ms:.0f} ms)", time_s=bar.start_s))
+            bar.issues.append(
+                Issue(
+                    kind="asynchrony",
+                    detail=f"bar {bar.bar}: chord notes are not together (spread about "
+                    f"{bar.asynchrony_ms:.0f} ms)",
+                    time_s=bar.start_s,
+                )
+            )
     pitches = np.array([na["pitch"][s] for s, _ in pairs])
-    diffs = [vel[g][np.argmax(pitches[g])] - np.delete(vel[g], np.argmax(pitches[g])).mean()
-             for g in groups.values() if len(g) > 1]
+    diffs = [
+        vel[g][np.argmax(pitches[g])] - np.delete(vel[g], np.argmax(pitches[g])).mean()
+        for g in groups.values()
+        if len(g) > 1
+    ]
     if diffs:
         bar.balance_db = round(float(np.mean(diffs)), 1)
         if len(diffs) >= 2 and bar.balance_db < -BALANCE_MARGIN:
-            bar.issues.append(Issue(
-                kind="balance", detail=f"bar {bar.bar}: the accompaniment covers the melody (top notes about "
-                f"{-bar.balance_db:.0f} velocity steps softer than the rest)", time_s=bar.start_s))
+            bar.issues.append(
+                Issue(
+                    kind="balance",
+                    detail=f"bar {bar.bar}: the accompaniment covers the melody (top notes about "
+                    f"{-bar.balance_db:.0f} velocity steps softer than the rest)",
+                    time_s=bar.start_s,
+                )
+            )
 
 
 def _neighbour_median(values: list[float | None], i: int, reach: int = 3) -> float | None:
@@ -226,13 +269,25 @@ def _tempo_issues(bars: list[Bar]) -> None:
             continue
         ratio = bar.tempo_bpm / ref
         if ratio > RUSH_RATIO:
-            bar.issues.append(Issue(
-                kind="rushing", detail=f"bar {bar.bar}: rushed — about {bar.tempo_bpm:.0f} bpm against "
-                f"{ref:.0f} around it", time_s=bar.start_s, severity=round(ratio, 2)))
+            bar.issues.append(
+                Issue(
+                    kind="rushing",
+                    detail=f"bar {bar.bar}: rushed — about {bar.tempo_bpm:.0f} bpm against "
+                    f"{ref:.0f} around it",
+                    time_s=bar.start_s,
+                    severity=round(ratio, 2),
+                )
+            )
         elif ratio < DRAG_RATIO:
-            bar.issues.append(Issue(
-                kind="dragging", detail=f"bar {bar.bar}: held back or hesitated — about {bar.tempo_bpm:.0f} bpm "
-                f"against {ref:.0f} around it", time_s=bar.start_s, severity=round(1 / ratio, 2)))
+            bar.issues.append(
+                Issue(
+                    kind="dragging",
+                    detail=f"bar {bar.bar}: held back or hesitated — about {bar.tempo_bpm:.0f} bpm "
+                    f"against {ref:.0f} around it",
+                    time_s=bar.start_s,
+                    severity=round(1 / ratio, 2),
+                )
+            )
 
 
 def _dynamics_issues(bars: list[Bar]) -> None:
@@ -243,34 +298,52 @@ def _dynamics_issues(bars: list[Bar]) -> None:
             continue
         if abs(bar.mean_velocity - ref) > DYNAMIC_JUMP:
             louder = "louder" if bar.mean_velocity > ref else "softer"
-            bar.issues.append(Issue(
-                kind="dynamics", detail=f"bar {bar.bar}: a sudden {louder} bar that breaks the phrase's "
-                "dynamic line", time_s=bar.start_s))
+            bar.issues.append(
+                Issue(
+                    kind="dynamics",
+                    detail=f"bar {bar.bar}: a sudden {louder} bar that breaks the phrase's dynamic line",
+                    time_s=bar.start_s,
+                )
+            )
 
 
 def _pedal_issues(bars: list[Bar], pedal: list[PedalInterval], score: Score, alignment: Alignment) -> None:
     """Pedal held through a bar line where the harmony changes → blur in the second bar."""
     na = score.note_array
     for prev, bar in zip(bars[:-1], bars[1:], strict=True):
-        held = any(p.onset <= prev.start_s + 0.1 * (prev.end_s - prev.start_s) and p.offset >= bar.end_s - 0.1 *
-                   (bar.end_s - bar.start_s) for p in pedal)
+        held = any(
+            p.onset <= prev.start_s + 0.1 * (prev.end_s - prev.start_s)
+            and p.offset >= bar.end_s - 0.1 * (bar.end_s - bar.start_s)
+            for p in pedal
+        )
         if not held:
             continue
         a = {int(p) % 12 for p in na["pitch"][na["bar"] == prev.bar]}
         b = {int(p) % 12 for p in na["pitch"][na["bar"] == bar.bar]}
         if a and b and len(a & b) / len(a | b) < 0.5:
-            bar.issues.append(Issue(
-                kind="pedal_blur", detail=f"bar {bar.bar}: the pedal is held over from bar {prev.bar} through a "
-                "change of harmony, so the sound blurs", time_s=bar.start_s))
+            bar.issues.append(
+                Issue(
+                    kind="pedal_blur",
+                    detail=f"bar {bar.bar}: the pedal is held over from bar {prev.bar} through a "
+                    "change of harmony, so the sound blurs",
+                    time_s=bar.start_s,
+                )
+            )
 
 
-def _global_measures(bars: list[Bar], alignment: Alignment, notes: list[Note], measures: dict[str, Any]) -> None:
+def _global_measures(
+    bars: list[Bar], alignment: Alignment, notes: list[Note], measures: dict[str, Any]
+) -> None:
     tempi = np.array([b.tempo_bpm for b in bars if b.tempo_bpm is not None])
     if len(tempi):
         measures["tempo_bpm"] = _round(float(np.median(tempi)), 1)
         measures["tempo_cv"] = _round(float(np.std(tempi) / np.mean(tempi)))
-    for key, attr in (("onset_deviation_ms", "onset_deviation_ms"), ("bar_articulation_ratio", "articulation_ratio"),
-                      ("chord_asynchrony_ms", "asynchrony_ms"), ("melody_balance", "balance_db")):
+    for key, attr in (
+        ("onset_deviation_ms", "onset_deviation_ms"),
+        ("bar_articulation_ratio", "articulation_ratio"),
+        ("chord_asynchrony_ms", "asynchrony_ms"),
+        ("melody_balance", "balance_db"),
+    ):
         vals = [getattr(b, attr) for b in bars if getattr(b, attr) is not None]
         measures[key] = _round(float(np.median(vals)), 2) if vals else None
     minutes = max(sum(b.end_s - b.start_s for b in bars) / 60, 1e-6)

@@ -31,9 +31,16 @@ class Analyzer:
         """The sample rate the transcriber works at."""
         return self.transcriber.sample_rate
 
-    def analyze_file(self, audio_path: str | Path, score_path: str | Path | None = None) -> PerformanceReport:
-        """Analyse an audio file, with its score when given."""
+    def analyze_file(
+        self,
+        audio_path: str | Path,
+        score_path: str | Path | None = None,
+        bars: tuple[int, int] | None = None,
+    ) -> PerformanceReport:
+        """Analyse an audio file, with its score (optionally only printed bars `bars`) when given."""
         score = load_score(score_path) if score_path else None
+        if score is not None and bars is not None:
+            score = score.bar_range(*bars)
         samples, _ = load_audio(audio_path, self.sample_rate, self.max_duration_s)
         return self._analyze(samples, str(audio_path), score)
 

@@ -31,6 +31,27 @@ class Score:
     bars: np.ndarray
     part: pt.score.Part
 
+    def excerpt(self, first_row: int, last_row: int) -> Score:
+        """Rows `first_row`..`last_row` of `bars` (inclusive, performed order) as a score of their own."""
+        rows = self.bars[first_row : last_row + 1]
+        if len(rows) == 0:
+            raise ScoreError(f"bars {first_row}..{last_row} are not in the score")
+        lo, hi = rows["start_beat"][0], rows["end_beat"][-1]
+        keep = (self.note_array["onset_beat"] >= lo) & (self.note_array["onset_beat"] < hi)
+        name = f"{self.path}#bars={rows['bar'][0]}-{rows['bar'][-1]}"
+        return Score(path=name, note_array=self.note_array[keep], bars=rows, part=self.part)
+
+    def bar_range(self, first_bar: int, last_bar: int) -> Score:
+        """The passage from printed bar `first_bar` to `last_bar` (first occurrence), e.g. what a take covers."""
+        numbers = list(self.bars["bar"])
+        if first_bar not in numbers:
+            raise ScoreError(f"the score has no bar {first_bar}")
+        start = numbers.index(first_bar)
+        ends = [i for i in range(start, len(numbers)) if numbers[i] == last_bar]
+        if not ends:
+            raise ScoreError(f"the score has no bar {last_bar} after bar {first_bar}")
+        return self.excerpt(start, ends[0])
+
     @property
     def key_fifths(self) -> int:
         """Key signature (sharps > 0, flats < 0) at the start."""
