@@ -111,9 +111,7 @@ class Assessor:
         return results
 
     @torch.no_grad()
-    def ask(
-        self, samples: np.ndarray, sample_rate: int, report: PerformanceReport, question: str
-    ) -> Iterator[str]:
+    def ask(self, samples: np.ndarray, sample_rate: int, report: PerformanceReport, question: str) -> Iterator[str]:
         """Stream the answer to a free question as text deltas (rating-style questions answer constrained)."""
         m = self.model
         audio = m.encode_audio([m.prepare(samples, sample_rate)])
@@ -127,9 +125,8 @@ class Assessor:
 
 def build_tiny_checkpoint(path: str | Path) -> Path:
     """A tiny random-weight but real checkpoint (seconds to build), for tests of code that loads models."""
-    from llaqo_training.tokenizer import train_tokenizer
-
     from llaqo_model.model.llaqo import tiny_config
+    from llaqo_training.tokenizer import train_tokenizer
 
     torch.manual_seed(0)
     tokenizer = train_tokenizer([], vocab_size=512)

@@ -27,9 +27,7 @@ def trained_state(model: LlaqoModel) -> dict[str, torch.Tensor]:
         keep.append("encoder.")
     if model.config.lm.train == "full":
         keep.append("lm.")
-    return {
-        k: v.detach().contiguous().clone() for k, v in model.state_dict().items() if k.startswith(tuple(keep))
-    }
+    return {k: v.detach().contiguous().clone() for k, v in model.state_dict().items() if k.startswith(tuple(keep))}
 
 
 def save_pretrained(model: LlaqoModel, path: str | Path) -> Path:
@@ -61,9 +59,7 @@ def read_config(path: str | Path) -> LlaqoConfig:
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
         if meta.get("format") != FORMAT:
-            raise ModelError(
-                f"{path} is not a LLaQo checkpoint (format {meta.get('format')!r}, expected {FORMAT})"
-            )
+            raise ModelError(f"{path} is not a LLaQo checkpoint (format {meta.get('format')!r}, expected {FORMAT})")
         return LlaqoConfig.from_dict(meta["config"])
     except (ValueError, KeyError, TypeError) as exc:
         raise ModelError(f"{path}/config.json is malformed ({exc})") from exc

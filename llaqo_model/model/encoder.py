@@ -131,9 +131,7 @@ class AudioMAEEncoder(FbankEncoder):
         self.out_dim = config.dim
         self.patch_embed = PatchEmbed(config.dim, config.patch)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, config.dim))
-        self.blocks = nn.ModuleList(
-            Block(config.dim, config.n_head, config.mlp_ratio) for _ in range(config.depth)
-        )
+        self.blocks = nn.ModuleList(Block(config.dim, config.n_head, config.mlp_ratio) for _ in range(config.depth))
         self.norm = nn.LayerNorm(config.dim, eps=1e-6)
 
     def forward(self, windows: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -238,9 +236,7 @@ class TranskunEncoder(nn.Module):
             frames = makeFrame(chunk, model.hopSize, model.windowSize).unsqueeze(0)
             frames = (frames - frames.mean()) / (frames.std() + 1e-8)
             spec = model.framewiseFeatureExtractor(frames).contiguous()
-            ctx = model.backbone(
-                spec.view(1, *spec.shape[-3:]), outputIndices=torch.tensor(model.targetMIDIPitch)
-            )
+            ctx = model.backbone(spec.view(1, *spec.shape[-3:]), outputIndices=torch.tensor(model.targetMIDIPitch))
             ctx = ctx[0]  # (pitches, frames, 256)
             pooled = torch.cat([ctx.mean(0), ctx.amax(0)], dim=-1)  # (frames, 512)
             pooled = F.avg_pool1d(pooled.T.unsqueeze(0), 2, 2, ceil_mode=True)[0].T

@@ -60,8 +60,6 @@ def split_windows(feats: torch.Tensor, config: FrontendConfig) -> tuple[torch.Te
     return padded.view(n, size, feats.shape[1]), lengths
 
 
-def audio_windows(
-    samples: np.ndarray, sample_rate: int, config: FrontendConfig
-) -> tuple[torch.Tensor, torch.Tensor]:
+def audio_windows(samples: np.ndarray, sample_rate: int, config: FrontendConfig) -> tuple[torch.Tensor, torch.Tensor]:
     """The whole front end: audio → fbank windows and their valid frame counts."""
     return split_windows(fbank(samples, sample_rate, config), config)

@@ -82,9 +82,7 @@ def embedded_config(vocab_size: int) -> LlaqoConfig:
 
 def tiny_config(vocab_size: int, encoder: str = "cnn", lm_train: str = "full") -> LlaqoConfig:
     """A seconds-to-build random configuration for tests (any encoder kind, full or LoRA LM)."""
-    enc = EncoderConfig(
-        kind=encoder, dim=32, depth=2, n_head=2, channels=(8, 16, 16, 16), frozen=encoder == "audiomae"
-    )
+    enc = EncoderConfig(kind=encoder, dim=32, depth=2, n_head=2, channels=(8, 16, 16, 16), frozen=encoder == "audiomae")
     return LlaqoConfig(
         encoder=enc,
         qformer=QFormerConfig(n_layer=1, n_query=4, dim=32, n_head=2, mlp_ratio=2.0, max_text=32),
@@ -135,9 +133,7 @@ class Choice:
 class LlaqoModel(nn.Module):
     """The whole model. `tokenizer` is a PreTrainedTokenizerFast matching the LM's vocabulary."""
 
-    def __init__(
-        self, config: LlaqoConfig, tokenizer: PreTrainedTokenizerFast, lm: nn.Module | None = None
-    ) -> None:
+    def __init__(self, config: LlaqoConfig, tokenizer: PreTrainedTokenizerFast, lm: nn.Module | None = None) -> None:
         """Build every component; a given `lm` (e.g. a loaded PeftModel) replaces building one."""
         super().__init__()
         self.config = config
@@ -205,9 +201,7 @@ class LlaqoModel(nn.Module):
         q_ids = [self._ids(q)[-self.config.qformer.max_text :] or [tok.eos_token_id] for q in questions]
         q_len = max(len(q) for q in q_ids)
         q_tensor = torch.tensor([[tok.pad_token_id] * (q_len - len(q)) + q for q in q_ids], device=dev)
-        q_mask = torch.tensor(
-            [[0] * (q_len - len(q)) + [1] * len(q) for q in q_ids], device=dev, dtype=torch.bool
-        )
+        q_mask = torch.tensor([[0] * (q_len - len(q)) + [1] * len(q) for q in q_ids], device=dev, dtype=torch.bool)
         with self.autocast():
             queries = self.qformer(audio.feats, audio.mask, emb(q_tensor), q_mask)
         rows, labels = [], []
@@ -220,9 +214,7 @@ class LlaqoModel(nn.Module):
             ans = (self._ids(answers[i]) + [tok.eos_token_id]) if answers and answers[i] is not None else []
             ids_pre = torch.tensor(pre, device=dev)
             ids_post = torch.tensor(post + ans, device=dev)
-            row = torch.cat(
-                [emb(ids_pre), self.audio_token[None].to(queries.dtype), queries[i], emb(ids_post)]
-            )
+            row = torch.cat([emb(ids_pre), self.audio_token[None].to(queries.dtype), queries[i], emb(ids_post)])
             rows.append(row)
             labels.append([-100] * (len(pre) + 1 + queries.shape[1] + len(post)) + ans)
         length = max(r.shape[0] for r in rows)
@@ -270,18 +262,13 @@ class LlaqoModel(nn.Module):
                         firsts = {seqs[i][k][len(generated[i])] for k in live}
                         if len(firsts) > 1:
                             lp = step.logprobs[i]
-                            p = {
-                                option_lists[i][k]: float(lp[seqs[i][k][len(generated[i])]].exp())
-                                for k in live
-                            }
+                            p = {option_lists[i][k]: float(lp[seqs[i][k][len(generated[i])]].exp()) for k in live}
                             total = sum(p.values()) or 1.0
                             probs[i] = {k: v / total for k, v in p.items()}
                     generated[i].append(int(step.tokens[i]))
         out = []
         for i, opts in enumerate(option_lists):
-            chosen = next(
-                (o for o, s in zip(opts, seqs[i], strict=True) if generated[i][: len(s)] == s), opts[0]
-            )
+            chosen = next((o for o, s in zip(opts, seqs[i], strict=True) if generated[i][: len(s)] == s), opts[0])
             out.append(Choice(chosen, probs[i] or {chosen: 1.0}))
         return out
 

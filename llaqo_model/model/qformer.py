@@ -102,14 +102,12 @@ class QFormer(nn.Module):
         text_mask: torch.Tensor,
     ) -> torch.Tensor:
         """audio (B, windows, tokens, audio_dim), audio_mask (B, windows, tokens), text (B, T, text_dim),
-        text_mask (B, T) → (B, n_query, lm_dim)."""
+        text_mask (B, T) with T ≤ max_text → (B, n_query, lm_dim)."""
         b, w, n, _ = audio.shape
-        t = min(text.shape[1], self.config.max_text)
-        text, text_mask = text[:, -t:], text_mask[:, -t:]
         a = self.audio_in(audio) + self.window_pos.weight[:w][None, :, None, :]
         a, a_mask = a.reshape(b, w * n, -1), audio_mask.reshape(b, w * n)
         x = torch.cat(
-            [self.query.expand(b, -1, -1), self.text_in(text) + self.text_pos.weight[:t][None]], dim=1
+            [self.query.expand(b, -1, -1), self.text_in(text) + self.text_pos.weight[: text.shape[1]][None]], dim=1
         )
         q_mask = torch.ones(b, self.config.n_query, dtype=torch.bool, device=x.device)
         x_mask = torch.cat([q_mask, text_mask.bool()], dim=1)

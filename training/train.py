@@ -1,0 +1,142 @@
+"""Train a LLaQo model on a corpus manifest (the embedded model trains from scratch on CPU).
+
+Each step takes a few takes, encodes their audio once, and asks several questions of each;
+the loss is cross-entropy on answer tokens only. Training stops at `steps` or `time_budget_s`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from llaqo_model.model.checkpoint import save_pretrained
+from llaqo_model.model.llaqo import LlaqoModel, embedded_config
+from llaqo_training.dataset import TrainTake, load_takes, read_manifest
+from llaqo_training.tokenizer import train_tokenizer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    """What to train and for how long."""
+
+    manifest: str
+    out: str
+    encoder: str = "cnn"  # cnn or transkun (audiomae is too heavy for CPU training)
+    grounding: bool = True
+    steps: int = 3000
+    time_budget_s: float = 1500.0
+    batch_takes: int = 4
+    questions_per_take: int = 4
+    lr: float = 2e-3
+    weight_decay: float = 0.01
+    warmup: int = 100
+    vocab_size: int = 1024
+    seed: int = 0
+    cache_dir: str | None = None
+    threads: int | None = None
+
+
+def fit(
+    model: LlaqoModel,
+    takes: list[TrainTake],
+    steps: int,
+    batch_takes: int = 4,
+    questions_per_take: int = 4,
+    lr: float = 2e-3,
+    weight_decay: float = 0.01,
+    warmup: int = 50,
+    time_budget_s: float | None = None,
+    seed: int = 0,
+    log_every: int = 50,
+) -> list[float]:
+    """AdamW with warm-up and cosine decay; returns the loss of every step."""
+    rng = random.Random(seed)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, betas=(0.9, 0.98))
+    model.train()
+    losses: list[float] = []
+    start = time.monotonic()
+    for step in range(steps):
+        scale = min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * step / steps))
+        for group in opt.param_groups:
+            group["lr"] = lr * max(scale, 0.05)
+        batch = rng.sample(takes, min(batch_takes, len(takes)))
+        audio = model.encode_audio([t.prepared for t in batch])
+        index, questions, reports, answers = [], [], [], []
+        for i, take in enumerate(batch):
+            for qa in rng.sample(take.qa, min(questions_per_take, len(take.qa))):
+                index.append(i)
+                questions.append(qa.question)
+                reports.append(take.report_text)
+                answers.append(qa.answer)
+        loss = model(audio.select(index), questions, reports, answers)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        losses.append(loss.item())
+        if log_every and (step + 1) % log_every == 0:
+            recent = sum(losses[-log_every:]) / log_every
+            log.info("step %d loss %.3f (%.0f s)", step + 1, recent, time.monotonic() - start)
+        if time_budget_s is not None and time.monotonic() - start > time_budget_s:
+            log.info("time budget reached after %d steps", step + 1)
+            break
+    model.eval()
+    return losses
+
+
+def train(config: TrainConfig) -> Path:
+    """Tokenizer on the corpus text, the embedded model from scratch, `fit`, then save the checkpoint."""
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    torch.manual_seed(config.seed)
+    entries = read_manifest(config.manifest)
+    train_entries = [e for e in entries if e.get("split", "train") == "train"]
+    if not train_entries:
+        raise ValueError(f"{config.manifest} has no training takes")
+    texts = [x[k] for e in entries for x in e.get("qa", []) for k in ("q", "a")]
+    tokenizer = train_tokenizer([str(t) for t in texts], vocab_size=config.vocab_size)
+    model_config = embedded_config(vocab_size=len(tokenizer))
+    model_config.encoder.kind = config.encoder
+    model_config.grounding = config.grounding
+    model = LlaqoModel(model_config, tokenizer)
+    cache = Path(config.cache_dir) / config.encoder if config.cache_dir else None
+    t0 = time.monotonic()
+    takes = load_takes(train_entries, model.prepare, cache, grounding=config.grounding)
+    log.info("prepared %d takes in %.0f s", len(takes), time.monotonic() - t0)
+    t0 = time.monotonic()
+    losses = fit(
+        model,
+        takes,
+        config.steps,
+        config.batch_takes,
+        config.questions_per_take,
+        config.lr,
+        config.weight_decay,
+        config.warmup,
+        config.time_budget_s,
+        config.seed,
+    )
+    elapsed = time.monotonic() - t0
+    final = sum(losses[-50:]) / len(losses[-50:])
+    log.info("trained %d steps in %.0f s, final loss %.3f", len(losses), elapsed, final)
+    out = save_pretrained(model, config.out)
+    summary = {
+        "steps": len(losses),
+        "seconds": round(elapsed),
+        "final_loss": round(final, 4),
+        "train_takes": len(takes),
+        "encoder": config.encoder,
+        "grounding": config.grounding,
+    }
+    (out / "training.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
+    return out
