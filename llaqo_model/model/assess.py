@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from llaqo_model.model.prompts import FEEDBACK_QUESTION, bar_question, canonical
 EMBEDDED_DIR = Path(__file__).resolve().parent.parent / "assets" / "embedded"
 MAX_BAR_COMMENTS = 6
 MAX_ROWS = 64  # questions per model batch
+SMALL_MODEL_PARAMS = 50_000_000  # below this, CPU work runs on one thread (tiny matmuls lose to thread sync)
 
 
 def default_model_path() -> Path | None:
@@ -38,6 +40,21 @@ class Assessor:
     def __init__(self, model: LlaqoModel, name: str) -> None:
         self.model = model
         self.name = name
+        small = sum(p.numel() for p in model.parameters()) < SMALL_MODEL_PARAMS
+        self.threads = 1 if small and model.device.type == "cpu" else None
+
+    @contextlib.contextmanager
+    def cpu_threads(self) -> Iterator[None]:
+        """Run model work with `self.threads` intra-op threads, restoring the caller's setting after."""
+        if self.threads is None:
+            yield
+            return
+        before = torch.get_num_threads()
+        torch.set_num_threads(self.threads)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(before)
 
     @classmethod
     def load(cls, path: str | Path, device: str = "auto") -> Assessor:
@@ -59,9 +76,12 @@ class Assessor:
         """Assess one take (see `assess_batch`)."""
         return self.assess_batch([(samples, sample_rate, report)])[0]
 
-    @torch.no_grad()
     def assess_batch(self, items: list[tuple[np.ndarray, int, PerformanceReport]]) -> list[dict[str, Any]]:
         """Assess several takes with batched model work; one result dict per take."""
+        with self.cpu_threads(), torch.no_grad():
+            return self._assess_batch(items)
+
+    def _assess_batch(self, items: list[tuple[np.ndarray, int, PerformanceReport]]) -> list[dict[str, Any]]:
         m = self.model
         audio = m.encode_audio([m.prepare(s, sr) for s, sr, _ in items])
         texts = [self._report_text(r) for _, _, r in items]
@@ -114,13 +134,23 @@ class Assessor:
     def ask(self, samples: np.ndarray, sample_rate: int, report: PerformanceReport, question: str) -> Iterator[str]:
         """Stream the answer to a free question as text deltas (rating-style questions answer constrained)."""
         m = self.model
-        audio = m.encode_audio([m.prepare(samples, sample_rate)])
-        text = self._report_text(report)
-        qtype = question_type(question)
+        with self.cpu_threads():
+            audio = m.encode_audio([m.prepare(samples, sample_rate)])
+            text = self._report_text(report)
+            qtype = question_type(question)
+            if qtype is not None:
+                answer = m.choose(audio, [question], [text], [qtype])[0].answer
+            else:
+                deltas = m.stream(audio, question, text)
         if qtype is not None:
-            yield m.choose(audio, [question], [text], [qtype])[0].answer
+            yield answer
             return
-        yield from m.stream(audio, question, text)
+        while True:
+            with self.cpu_threads():
+                delta = next(deltas, None)
+            if delta is None:
+                return
+            yield delta
 
 
 def build_tiny_checkpoint(path: str | Path) -> Path:
