@@ -108,3 +108,27 @@ def test_constrained_answers_are_always_in_range(tokenizer) -> None:
                 assert 1.0 <= c.expected() <= top
                 assert abs(sum(c.probs.values()) - 1.0) < 1e-4
                 assert c.answer == max(c.probs, key=c.probs.get)
+
+
+def test_grounding_puts_the_report_in_the_prompt_and_audio_only_leaves_it_out(tokenizer) -> None:
+    torch.manual_seed(0)
+    config = tiny_config(len(tokenizer))
+    model = LlaqoModel(config, tokenizer).eval()
+    audio = model.encode_audio([model.prepare(noise(2.0), 16000)])
+    grounded, _, _ = model.embed_prompts(audio, [OVERALL_QUESTION], ["bar 3: rushing; bar 5: dynamics"])
+    config.grounding = False
+    plain, _, _ = model.embed_prompts(audio, [OVERALL_QUESTION], ["bar 3: rushing; bar 5: dynamics"])
+    assert grounded.shape[1] > plain.shape[1]
+    assert model.choose(audio, [OVERALL_QUESTION], ["bar 3: rushing"], ["overall"])[0].answer in list("123456")
+
+
+@pytest.mark.slow  # runs the real Transkun backbone
+def test_transkun_encoder_reads_backbone_hidden_states() -> None:
+    torch.manual_seed(0)
+    enc = build_encoder(EncoderConfig(kind="transkun", dim=32, frozen=False), FrontendConfig())
+    windows, lengths = enc.prepare(noise(2.0), 16000)
+    assert windows.shape[0] == 1 and windows.shape[2] == 512 and 40 < int(lengths[0]) < 50  # ≈46 ms per token
+    feats, mask = enc(windows, lengths)
+    assert feats.shape == (1, windows.shape[1], 32) and mask.all()
+    assert not any(k.startswith("_transkun") for k in enc.state_dict())
+    assert all(p.requires_grad for p in enc.parameters())

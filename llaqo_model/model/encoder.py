@@ -220,7 +220,7 @@ class TranskunEncoder(nn.Module):
             self._transkun.append(Transcriber().model)
         return self._transkun[0]
 
-    @torch.inference_mode()
+    @torch.no_grad()
     def prepare(self, samples: np.ndarray, sample_rate: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Audio → pooled Transkun features (n, tokens, 512) and valid token counts (n,)."""
         from transkun.Util import makeFrame
