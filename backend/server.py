@@ -1,0 +1,142 @@
+"""`llaqo serve`: the WebSocket server (websockets, asyncio) and the OSC endpoint on one event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import os
+import signal
+import socket
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from websockets.asyncio.server import ServerConnection, serve
+
+from llaqo_backend.engine import Engine, Limits
+from llaqo_backend.osc import OscEndpoint
+from llaqo_backend.session import Connection
+from llaqo_model.errors import LlaqoError
+
+log = logging.getLogger("llaqo.server")
+TOKEN_ENV = "LLAQO_TOKEN"
+
+
+@dataclass
+class ServerConfig:
+    """Where to listen and how strictly; port 0 picks a free port, `osc_port=None` disables OSC."""
+
+    host: str = "127.0.0.1"
+    ws_port: int = 8765
+    osc_port: int | None = 9000
+    token: str | None = None
+    results_dir: Path | None = None
+    hello_timeout_s: float = 10.0
+    shutdown_grace_s: float = 15.0
+    limits: Limits = field(default_factory=Limits)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` only accepts connections from this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class Server:
+    """Accepts WebSocket clients and OSC peers; all heavy work goes through `engine`'s workers."""
+
+    name = "llaqo/0.1"
+
+    def __init__(self, engine: Engine, config: ServerConfig) -> None:
+        if not is_loopback(config.host) and not config.token:
+            raise LlaqoError(f"binding to {config.host} needs --token (or ${TOKEN_ENV}); loopback needs none")
+        self.engine = engine
+        self.config = config
+        self.connections: set[Connection] = set()
+        self.results_dir = Path(config.results_dir or Path(tempfile.gettempdir()) / "llaqo-results")
+        self.results_dir.mkdir(parents=True, exist_ok=True)
+        self.osc: OscEndpoint | None = None
+        self.ws_port = 0
+        self.osc_port: int | None = None
+        self._ws_server = None
+
+    async def start(self) -> None:
+        """Bind the sockets (the ports actually bound are in `ws_port` / `osc_port`)."""
+        cfg = self.config
+        self._ws_server = await serve(
+            self._handle,
+            cfg.host,
+            cfg.ws_port,
+            max_size=cfg.limits.max_message_bytes,
+            max_queue=4,
+            family=socket.AF_INET6 if ":" in cfg.host else socket.AF_INET,
+        )
+        self.ws_port = self._ws_server.sockets[0].getsockname()[1]
+        if cfg.osc_port is not None:
+            self.osc = OscEndpoint(self)
+            self.osc_port = await self.osc.start(cfg.host, cfg.osc_port)
+        log.warning("llaqo serving ws://%s:%d%s, model: %s", cfg.host, self.ws_port,
+                    f", OSC udp {cfg.host}:{self.osc_port}" if self.osc_port else "",
+                    self.engine.model_name or "none (reports only)")
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        connection = Connection(self, ws)
+        self.connections.add(connection)
+        try:
+            await connection.run()
+        finally:
+            self.connections.discard(connection)
+
+    async def shutdown(self) -> None:
+        """Stop accepting; let in-flight requests finish (or report them cancelled); close everything."""
+        if self._ws_server is None:
+            return
+        log.warning("llaqo: shutting down")
+        self._ws_server.close(close_connections=False)
+        if self.osc is not None and self.osc.tasks:
+            await asyncio.wait(set(self.osc.tasks), timeout=self.config.shutdown_grace_s)
+        await asyncio.gather(*(c.drain(self.config.shutdown_grace_s) for c in list(self.connections)))
+        if self.osc is not None:
+            self.osc.close()
+        self._ws_server.close(close_connections=True)
+        await self._ws_server.wait_closed()
+        await asyncio.to_thread(self.engine.close)
+        self._ws_server = None
+
+
+async def serve_until_stopped(server: Server, stop: asyncio.Event | None = None) -> None:
+    """Run until SIGINT/SIGTERM (or `stop` is set), then shut down cleanly."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await server.start()
+    try:
+        await stop.wait()
+    finally:
+        await server.shutdown()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+def build_engine(model: str | None, device: str = "auto", limits: Limits | None = None) -> Engine:
+    """Load the transcriber and, when `model` is given, the assessor ('embedded' or a checkpoint dir)."""
+    from llaqo_model.analysis.transcribe import Transcriber, TranscriberConfig, pick_device
+
+    transcriber = Transcriber(TranscriberConfig(device=pick_device(device)))
+    assessor = None
+    if model:
+        from llaqo_model.model.assess import Assessor
+
+        assessor = Assessor.load(model, device)
+    return Engine(transcriber, assessor, limits)
+
+
+def token_from_env(token: str | None) -> str | None:
+    """--token, else $LLAQO_TOKEN."""
+    return token or os.environ.get(TOKEN_ENV) or None
