@@ -19,6 +19,7 @@ from llaqo_model.analysis.score import Score
 MIN_COVERAGE = 0.5
 WRONG_NOTE_WINDOW_S = 0.12
 WRONG_NOTE_MAX_INTERVAL = 7
+ORNAMENT_WINDOW_S = 1.2
 
 _PERF_DTYPE = [
     ("onset_sec", "f4"),
@@ -135,7 +136,10 @@ def align_to_score(score: Score, notes: list[Note]) -> Alignment:
         return result
     pna = performance_note_array(notes)
     matcher = pa.DualDTWNoteMatcher()
-    raw = matcher(na, pna, process_ornaments=True, score_part=score.part)
+    try:
+        raw = matcher(na, pna, process_ornaments=True, score_part=score.part)
+    except (ValueError, TypeError, IndexError):  # parangonar's ornament pass fails on some scores
+        raw = matcher(na, pna, process_ornaments=False)
     s_index = {str(i): k for k, i in enumerate(na["id"])}
     p_index = {str(i): k for k, i in enumerate(pna["id"])}
     matched: list[tuple[int, int]] = []
@@ -157,9 +161,13 @@ def align_to_score(score: Score, notes: list[Note]) -> Alignment:
     # Score notes in bars before the first / after the last matched note were not part of this take.
     first_beat, last_beat = _take_span(score, s_beats)
     in_take = (na["onset_beat"] >= first_beat) & (na["onset_beat"] < last_beat)
+    # Grace notes, ornamented notes and notes still held in another voice may rightly go unplayed.
+    optional = na["is_grace"].astype(bool) | na["ornamented"] | na["held_over"]
     missed = [s for s in missed if in_take[s]]
     result.in_take = in_take
-    result.missed, result.extra = _pair_wrong_notes(result, missed, extra, notes)
+    missed, extra = _pair_wrong_notes(result, missed, extra, notes)
+    result.missed = [s for s in missed if not optional[s]]
+    result.extra = [p for p in extra if not _ornamental(result, notes[p])]
 
     expected = int(in_take.sum())
     coverage = len(matched) / expected if expected else 0.0
@@ -176,6 +184,17 @@ def align_to_score(score: Score, notes: list[Note]) -> Alignment:
         matches_score=coverage >= MIN_COVERAGE and played_fraction >= MIN_COVERAGE and score_fraction >= 0.2,
     )
     return result
+
+
+def _ornamental(alignment: Alignment, note: Note) -> bool:
+    """An extra note that realises a written ornament (trill, turn, mordent) or grace note nearby."""
+    na = alignment.score.note_array
+    special = np.flatnonzero(na["ornamented"] | na["is_grace"].astype(bool))
+    if len(special) == 0 or alignment.time_map is None:
+        return False
+    times = alignment.time_map(na["onset_beat"][special] + na["duration_beat"][special] / 2)
+    near = np.abs(times - note.onset) < ORNAMENT_WINDOW_S
+    return bool(np.any(near & (np.abs(na["pitch"][special] - note.pitch) <= 3)))
 
 
 def _take_span(score: Score, matched_beats: np.ndarray) -> tuple[float, float]:

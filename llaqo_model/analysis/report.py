@@ -46,6 +46,7 @@ ISSUE_KINDS: tuple[str, ...] = (
     "articulation",
     "asynchrony",
     "pedal_blur",
+    "unclear",
 )
 
 
@@ -150,10 +151,7 @@ class PerformanceReport:
             notes=[Note(**n) for n in data.get("notes", [])],
             pedal=[PedalInterval(**p) for p in data.get("pedal", [])],
             alignment=AlignmentSummary(**alignment) if alignment else None,
-            bars=[
-                Bar(**{**b, "issues": [Issue(**i) for i in b.get("issues", [])]})
-                for b in data.get("bars", [])
-            ],
+            bars=[Bar(**{**b, "issues": [Issue(**i) for i in b.get("issues", [])]}) for b in data.get("bars", [])],
             measures=dict(data.get("measures", {})),
             available_measures=list(data.get("available_measures", [])),
             warnings=list(data.get("warnings", [])),
@@ -189,9 +187,7 @@ class PerformanceReport:
             if not a.matches_score:
                 parts.append("take does not match the score")
             else:
-                parts.append(
-                    f"coverage {100 * a.coverage:.0f}% wrong {a.wrong} missed {a.missed} extra {a.extra}"
-                )
+                parts.append(f"coverage {100 * a.coverage:.0f}% wrong {a.wrong} missed {a.missed} extra {a.extra}")
         lines = ["; ".join(parts)]
         for bar, issue in self.issues()[:max_issues]:
             lines.append(f"bar {bar}: {issue.kind}")

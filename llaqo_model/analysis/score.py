@@ -87,6 +87,20 @@ def _dedupe_unisons(na: np.ndarray) -> np.ndarray:
     return na[keep]
 
 
+def _held_over(na: np.ndarray) -> np.ndarray:
+    """Notes whose pitch is still sounding from an earlier note in another voice (not re-struck on a piano)."""
+    held = np.zeros(len(na), dtype=bool)
+    ends = na["onset_div"] + na["duration_div"]
+    for pitch in np.unique(na["pitch"]):
+        idx = np.flatnonzero(na["pitch"] == pitch)
+        idx = idx[np.argsort(na["onset_div"][idx], kind="stable")]
+        running_end = -np.inf
+        for i in idx:
+            held[i] = na["onset_div"][i] < running_end
+            running_end = max(running_end, ends[i])
+    return held
+
+
 def load_score(path: str | Path, unfold_repeats: bool = True) -> Score:
     """Load a score (MusicXML, MXL or MIDI); raise `ScoreError` with one line if it is not one."""
     path = Path(path)
@@ -126,7 +140,17 @@ def load_score(path: str | Path, unfold_repeats: bool = True) -> Score:
     na = _dedupe_unisons(na)
     bars = _bar_table(part)
     bar_of_note = np.searchsorted(bars["start_div"], na["onset_div"], side="right") - 1
-    na = rfn.append_fields(na, "bar", bars["bar"][np.clip(bar_of_note, 0, len(bars) - 1)], usemask=False)
+    ornamented = {n.id for n in part.notes_tied if n.ornaments}
+    na = rfn.append_fields(
+        na,
+        ("bar", "ornamented", "held_over"),
+        (
+            bars["bar"][np.clip(bar_of_note, 0, len(bars) - 1)],
+            np.array([i in ornamented for i in na["id"]]),
+            _held_over(na),
+        ),
+        usemask=False,
+    )
     table = np.zeros(len(bars), dtype=[("bar", "i4"), ("start_beat", "f8"), ("end_beat", "f8")])
     table["bar"] = bars["bar"]
     table["start_beat"] = part.beat_map(bars["start_div"])
