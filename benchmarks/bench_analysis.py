@@ -217,7 +217,8 @@ def main() -> int:
         done += 1
     print("\n== mistake localisation ==")
     print(
-        f"pieces: {done}, recall of injected bars: {recall_hits}/{recall_total} = {recall_hits / max(recall_total, 1):.3f}"
+        f"pieces: {done}, recall of injected bars: {recall_hits}/{recall_total} = "
+        f"{recall_hits / max(recall_total, 1):.3f}"
     )
     print(
         f"falsely flagged bars on clean takes: {false_bars} in {clean_minutes:.1f} min = "
