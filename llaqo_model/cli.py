@@ -11,6 +11,7 @@ from llaqo_model.analysis.cli import register as register_analysis
 from llaqo_model.errors import LlaqoError
 from llaqo_model.model.cli import register as register_model
 from llaqo_training.cli import register as register_training
+from llaqo_training.train_cli import register as register_train
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_analysis(sub)
     register_model(sub)
     register_training(sub)
+    register_train(sub)
     register_server(sub)
     return parser
 
