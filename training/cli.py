@@ -1,7 +1,56 @@
-"""Subcommands of `llaqo` for this package."""
+"""`llaqo corpus build` and `llaqo corpus import`."""
+
+from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add this package's subcommands."""
+    """Add `corpus build` and `corpus import`."""
+    corpus = subparsers.add_parser("corpus", help="build or import a training corpus")
+    sub = corpus.add_subparsers(dest="corpus_command", required=True)
+    b = sub.add_parser("build", help="generate takes with known faults, labels and instruction QA")
+    b.add_argument("--out", required=True, help="corpus folder (manifest.jsonl, takes/)")
+    b.add_argument("--takes", type=int, required=True)
+    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--workers", type=int, default=1)
+    b.add_argument("--asap", help="ASAP dataset folder (default ../shared/data/asap)")
+    b.add_argument("--max-seconds", type=float, default=30.0, help="longest excerpt (10–40)")
+    b.add_argument("--sample-rate", type=int, default=22050)
+    b.add_argument("--no-progress", action="store_true")
+    b.set_defaults(func=run_build)
+
+    i = sub.add_parser("import", help="convert the paper's QA tables to a manifest")
+    i.add_argument("format", help="dataset folder name, e.g. crocus, YCU-PPE-III, techniques, or 'auto'")
+    i.add_argument("path", help="the QA table (csv)")
+    i.add_argument("--audio-root", required=True, help="where the dataset's audio files are")
+    i.add_argument("--out", required=True, help="folder for manifest.jsonl")
+    i.set_defaults(func=run_import)
+
+
+def run_build(args: argparse.Namespace) -> int:
+    """Build or resume a corpus and print its summary."""
+    from llaqo_training.corpus import CorpusError, build, default_config, format_summary
+
+    if args.takes < 1:
+        raise CorpusError("--takes must be at least 1")
+    if not 10.0 <= args.max_seconds <= 40.0:
+        raise CorpusError("--max-seconds must be between 10 and 40")
+    config = default_config(args.out, args.takes, args.seed, max(1, args.workers))
+    if args.asap:
+        config.asap_root = Path(args.asap)
+    config.max_s = args.max_seconds
+    config.sample_rate = args.sample_rate
+    summary = build(config, progress=not args.no_progress)
+    print(format_summary(summary))
+    return 0 if summary["takes"] else 1
+
+
+def run_import(args: argparse.Namespace) -> int:
+    """Import a QA table and report rows whose audio is missing."""
+    from llaqo_training.adapters import import_table
+
+    result = import_table(args.format, args.path, args.audio_root, args.out)
+    print(result.summary())
+    return 0

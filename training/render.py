@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +18,35 @@ SYSTEM_SOUNDFONTS = (
     Path("/usr/share/sounds/sf2/MuseScore_General.sf2"),
     Path("/usr/share/sounds/sf3/MuseScore_General.sf3"),
 )
+
+
+log = logging.getLogger(__name__)
+# (name, soundfont, GM program). Distinct sample sets: TimGM6mb and FluidR3_GM (and MuseScore General when
+# FluidSynth-readable); "bright" is the same SoundFont's bright-piano preset, a different timbre, not new samples.
+PIANO_SOUNDS: tuple[tuple[str, Path, int], ...] = (
+    ("timgm6mb_grand", DEFAULT_SOUNDFONT, 0),
+    ("timgm6mb_bright", DEFAULT_SOUNDFONT, 1),
+    ("fluidr3_grand", SYSTEM_SOUNDFONTS[0], 0),
+    ("fluidr3_bright", SYSTEM_SOUNDFONTS[0], 1),
+    ("musescore_grand", SYSTEM_SOUNDFONTS[1], 0),
+)
+
+
+def piano_sounds(skipped: list[str] | None = None) -> list[tuple[str, Path, int]]:
+    """The piano sounds usable here (tinysoundfont reads .sf2); missing ones are noted in `skipped`."""
+    out = []
+    for name, path, program in PIANO_SOUNDS:
+        if path.is_file():
+            out.append((name, path, program))
+        elif skipped is not None:
+            skipped.append(f"piano sound {name}: {path} not installed")
+    return out
+
+
+@functools.lru_cache(maxsize=4)
+def _synth(soundfont: str, sample_rate: int) -> tuple[tinysoundfont.Synth, int]:
+    synth = tinysoundfont.Synth(samplerate=sample_rate, gain=-6)
+    return synth, synth.sfload(soundfont)
 
 
 def available_soundfonts() -> list[Path]:
@@ -35,8 +66,9 @@ def render_notes(
     soundfont = Path(soundfont)
     if not soundfont.is_file():
         raise FileNotFoundError(f"soundfont not found: {soundfont}")
-    synth = tinysoundfont.Synth(samplerate=sample_rate, gain=-6)
-    sfid = synth.sfload(str(soundfont))
+    synth, sfid = _synth(str(soundfont), sample_rate)
+    synth.sounds_off()
+    synth.control_change(0, 64, 0)
     synth.program_select(0, sfid, 0, program)
     events: list[tuple[float, int, int, int]] = []  # (time, order, kind, value); offs before ons
     for n in notes:
