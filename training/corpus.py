@@ -101,7 +101,7 @@ def fault_plan(take: Take, rng: np.random.Generator, clean: bool) -> tuple[dict[
     chosen: dict[str, float] = {}
     has_pedal = len(take.pedal) > 0
     for family in FAMILIES.values():
-        if rng.random() > 0.45 + 0.5 * (1.0 - skill):
+        if rng.random() > 0.55 + 0.4 * (1.0 - skill):
             continue
         options = [k for k in family if k != "no_pedal" or has_pedal]
         kind = options[int(rng.integers(len(options)))]
@@ -142,6 +142,7 @@ def _make_take(task: tuple[str, str, int]) -> dict[str, Any]:
     reasons = []
     piece = pieces[piece_id]
     same_source = [p for p in pieces.values() if p.source == piece.source]
+    everything = list(pieces.values())
     for _ in range(ATTEMPTS):
         if take_dir.exists():
             shutil.rmtree(take_dir)
@@ -150,7 +151,8 @@ def _make_take(task: tuple[str, str, int]) -> dict[str, Any]:
             entry = _build(take_id, piece, take_dir, rng, config)
         except Exception as exc:  # a bad source file skips this piece, never the build
             reasons.append(f"{piece.id}: {type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}")
-            piece = same_source[int(rng.integers(len(same_source)))]
+            pool = same_source if len(reasons) < ATTEMPTS - 1 else everything
+            piece = pool[int(rng.integers(len(pool)))]
             continue
         tmp = take_dir / "take.json.tmp"
         tmp.write_text(json.dumps(entry, ensure_ascii=False), encoding="utf-8")

@@ -421,9 +421,12 @@ def exercise_figure(technique: str, key: str, variant: int) -> list[tuple[list[A
 def exercise_stream(technique: str, key: str, variant: int, repeats: int = 1) -> Any:
     """A two-hand technique exercise as a music21 score (right hand = the technique, left hand support)."""
     from music21 import articulations, chord, clef, meter, note, scale, stream
+    from music21 import key as m21key
 
     figure = exercise_figure(technique, key, variant) * max(1, repeats)
     rh, lh = stream.Part(), stream.Part()
+    rh.append(m21key.Key(key))
+    lh.append(m21key.Key(key))
     rh.append(meter.TimeSignature("4/4"))
     lh.append(meter.TimeSignature("4/4"))
     lh.append(clef.BassClef())
