@@ -1,0 +1,157 @@
+"""Corpus benchmark: build throughput, label diversity, and fidelity (re-analysis finds the injected notes).
+
+    python benchmarks/bench_corpus.py --takes 60 --workers 2 --fidelity 20
+    python benchmarks/bench_corpus.py --manifest corpus/manifest.jsonl --fidelity 20   # no build
+
+Throughput builds a fresh corpus and projects the time for 2,000 takes. Diversity checks that every rubric
+dimension uses all six values with none above 40 % of takes, all seven techniques, ≥ 100 pieces and
+≥ 3 piano sounds. Fidelity re-analyses takes with note faults: from the performance MIDI (fast, no
+transcription) over all of them, and from the rendered audio with `llaqo analyze`'s Analyzer (Transkun)
+on a sample; a fault counts as found when the report flags a note error in one of its recorded bars.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import tempfile
+import time
+import warnings
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pretty_midi
+
+from llaqo_model.analysis.pipeline import Analyzer, report_from_notes
+from llaqo_model.analysis.report import RUBRIC_KEYS, TECHNIQUES, Note, PerformanceReport
+from llaqo_model.analysis.score import load_score
+from llaqo_training.corpus import build, default_config, format_summary
+
+NOTE_KINDS = ("wrong_note", "missed_note", "extra_note")
+
+
+def load(manifest: Path) -> list[dict[str, Any]]:
+    """Manifest entries with paths made absolute."""
+    out = []
+    for line in manifest.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            e = json.loads(line)
+            for k in ("audio", "score", "performance_midi"):
+                if e.get(k):
+                    e[k] = str(manifest.parent / e[k])
+            out.append(e)
+    return out
+
+
+def diversity(entries: list[dict[str, Any]]) -> tuple[bool, list[str]]:
+    """The diversity targets, one line each, and whether all are met."""
+    lines, ok = [], True
+    n = len(entries)
+    for key in list(RUBRIC_KEYS) + ["overall"]:
+        counts = Counter(e["ratings"][key] if key in e["ratings"] else e[key] for e in entries)
+        share = max(counts.values()) / n
+        good = set(counts) == set(range(1, 7)) and share <= 0.4
+        ok &= good or key == "overall"
+        lines.append(f"  {key:20s} values {sorted(counts)} max share {100 * share:.0f}% {'ok' if good else 'MISS'}")
+    techniques = Counter(e["technique"] for e in entries)
+    pieces = len({e["piece"] for e in entries})
+    sounds = Counter(e["sound"] for e in entries)
+    sample_sets = {s.split("_")[0] for s in sounds}
+    ok &= set(techniques) == set(TECHNIQUES) and pieces >= 100 and len(sounds) >= 3
+    lines.append(f"  techniques {len(techniques)}/7: {dict(techniques)}")
+    lines.append(f"  pieces: {pieces} (target ≥ 100)")
+    lines.append(
+        f"  piano sounds: {len(sounds)} presets from {len(sample_sets)} sample sets "
+        f"{sorted(sample_sets)}: {dict(sounds)}"
+    )
+    return ok, lines
+
+
+def _flagged(report: PerformanceReport) -> set[int]:
+    return {b.bar for b in report.bars if any(i.kind in NOTE_KINDS for i in b.issues)}
+
+
+def _midi_notes(path: str) -> list[Note]:
+    pm = pretty_midi.PrettyMIDI(path)
+    notes = [Note(n.start, n.end, n.pitch, n.velocity) for i in pm.instruments for n in i.notes]
+    return sorted(notes, key=lambda n: (n.onset, n.pitch))
+
+
+def recall(entries: list[dict[str, Any]], analyse: Any) -> tuple[int, int, Counter]:
+    """(found, total, per-kind found) of injected note faults whose bars the analysis flags."""
+    found = total = 0
+    per_kind: Counter = Counter()
+    for e in entries:
+        faults = [f for f in e["faults"] if f["kind"] in NOTE_KINDS]
+        report = analyse(e)
+        flagged = _flagged(report)
+        for f in faults:
+            hit = any(b in flagged for b in f["bars"])
+            found += hit
+            total += 1
+            per_kind[f["kind"], hit] += 1
+    return found, total, per_kind
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark and print the figures; exit 1 when a target is missed."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--takes", type=int, default=60)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=123)
+    parser.add_argument("--out", help="corpus folder to build (default: a temporary folder)")
+    parser.add_argument("--manifest", help="measure this existing corpus instead of building one")
+    parser.add_argument("--fidelity", type=int, default=20, help="takes to re-analyse from audio (0: skip)")
+    args = parser.parse_args(argv)
+    warnings.simplefilter("ignore")
+    ok = True
+    if args.manifest:
+        manifest = Path(args.manifest)
+    else:
+        out = Path(args.out or tempfile.mkdtemp(prefix="llaqo_corpus_"))
+        config = default_config(out, args.takes, args.seed, args.workers)
+        t0 = time.time()
+        summary = build(config, progress=False)
+        elapsed = time.time() - t0
+        print(format_summary(summary))
+        per_min = summary["built"] / (elapsed / 60)
+        hours_per_take = summary["hours"] / max(summary["takes"], 1)
+        print(
+            f"\nthroughput: {per_min:.1f} takes/min with {args.workers} worker(s) on {elapsed:.0f} s; "
+            f"2,000 takes ≈ {2000 / per_min:.0f} min for ≈ {2000 * hours_per_take:.1f} h of audio"
+        )
+        manifest = out / "manifest.jsonl"
+    entries = load(manifest)
+    div_ok, lines = diversity(entries)
+    print(f"\ndiversity over {len(entries)} takes ({'ok' if div_ok else 'MISSED'}):")
+    print("\n".join(lines))
+    ok &= div_ok
+
+    with_notes = [e for e in entries if e.get("score") and any(f["kind"] in NOTE_KINDS for f in e["faults"])]
+
+    def from_midi(e: dict[str, Any]) -> PerformanceReport:
+        notes = _midi_notes(e["performance_midi"])
+        return report_from_notes(notes, [], e["duration_s"], e["id"], load_score(e["score"]))
+
+    found, total, per_kind = recall(with_notes, from_midi)
+    print(f"\nfidelity from performance MIDI: recall {found}/{total} = {found / max(total, 1):.3f}")
+    if args.fidelity and with_notes:
+        sample = random.Random(args.seed).sample(with_notes, min(args.fidelity, len(with_notes)))
+        analyzer = Analyzer()
+        t0 = time.time()
+        found, total, per_kind = recall(sample, lambda e: analyzer.analyze_file(e["audio"], e["score"]))
+        rate = found / max(total, 1)
+        kinds = {k: f"{per_kind[k, True]}/{per_kind[k, True] + per_kind[k, False]}" for k in NOTE_KINDS}
+        print(
+            f"fidelity from audio (Transkun, {len(sample)} takes, {time.time() - t0:.0f} s): "
+            f"recall {found}/{total} = {rate:.3f} {kinds} (target ≥ 0.9)"
+        )
+        ok &= rate >= 0.9
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
