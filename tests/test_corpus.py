@@ -75,6 +75,21 @@ def test_timing_faults_keep_bars_and_every_kind_is_recorded(tmp_path: Path) -> N
     assert all(1 <= v <= 6 for v in r.values())
 
 
+def test_restart_replays_the_bar_after_a_pause(tmp_path: Path) -> None:
+    _, take = _exercise(tmp_path, "double_notes")
+    faulted, faults = inject(take, {"restart": 0.5}, np.random.default_rng(2))
+    assert [f.kind for f in faults] == ["restart"]
+    bar = faults[0].bars[0]
+    onsets = np.round(faulted.notes["onset_sec"], 3)
+    pairs = list(zip(onsets.tolist(), faulted.notes["pitch"].tolist(), strict=True))
+    assert len(pairs) == len(set(pairs)), "replayed notes must not double the original ones"
+    in_bar = faulted.notes[faulted.notes["bar"] == bar]
+    assert len(in_bar) > (take.notes["bar"] == bar).sum()
+    gaps = np.diff(np.unique(onsets))
+    assert gaps.max() >= 0.5  # the pause before the replay
+    assert faulted.duration_s > take.duration_s + 0.5
+
+
 def test_exercises_cover_all_techniques(tmp_path: Path) -> None:
     for t in TECHNIQUES:
         (tmp_path / t).mkdir()

@@ -80,8 +80,8 @@ def wrong_notes(take: Take, rng: np.random.Generator, severity: float, key_fifth
     chosen = _spread_pick(rng, melody if len(melody) >= 3 else pool, n, _count(severity, take.duration_s))
     faults = []
     for i in chosen:
-        together = n["pitch"][np.abs(n["onset_sec"] - n["onset_sec"][i]) < 0.1]
-        steps = [s for s in (1, -1, 2, -2, 3, -3) if n["pitch"][i] + s not in together]
+        nearby = n["pitch"][np.abs(n["onset_sec"] - n["onset_sec"][i]) < 0.6]
+        steps = [s for s in (1, -1, 2, -2, 3, -3) if n["pitch"][i] + s not in nearby]
         step = int(rng.choice(steps[:4])) if steps else 0
         if step == 0 or abs(step) > WRONG_NOTE_MAX_INTERVAL:
             continue
@@ -126,17 +126,20 @@ def extra_notes(take: Take, rng: np.random.Generator, severity: float, key_fifth
     """Add a neighbouring key struck with a note: loud (a clear error) or soft (a brushed key, half weight)."""
     n = take.notes
     pool = _candidates(take, _inner_bars(take))
+    lines = np.concatenate([take.bars["start_sec"], take.bars["end_sec"][-1:]])
+    clear = np.min(np.abs(n["onset_sec"][pool][:, None] - lines[None, :]), axis=1) > 0.15
+    pool = pool[clear] if clear.sum() >= 2 else pool
     chosen = _spread_pick(rng, pool, n, _count(severity, take.duration_s))
     added, faults = [], []
     for i in chosen:
-        together = set(n["pitch"][np.abs(n["onset_sec"] - n["onset_sec"][i]) < 0.15].tolist())
-        steps = [s for s in (1, 2, -1, -2) if n["pitch"][i] + s not in together]
+        nearby = set(n["pitch"][np.abs(n["onset_sec"] - n["onset_sec"][i]) < 0.6].tolist())
+        steps = [s for s in (1, 2, -1, -2, 3, -3) if n["pitch"][i] + s not in nearby]
         if not steps:
             continue
         loud = rng.random() < 0.6 + 0.4 * severity
         extra = n[i].copy()
         extra["pitch"] = n["pitch"][i] + int(rng.choice(steps))
-        extra["velocity"] = int(n["velocity"][i] * (0.9 if loud else 0.45))
+        extra["velocity"] = max(int(n["velocity"][i] * (0.9 if loud else 0.55)), 24)
         extra["onset_sec"] += float(rng.uniform(0.0, 0.03))
         extra["duration_sec"] = max(float(n["duration_sec"][i]) * (1.0 if loud else 0.5), 0.08)
         extra["melody"] = False
@@ -156,6 +159,12 @@ def extra_notes(take: Take, rng: np.random.Generator, severity: float, key_fifth
     return out, faults
 
 
+def _cluster_start(take: Take, t: float) -> float:
+    """The first onset of the chord (onset group) that contains time `t`, so pauses never split a chord."""
+    on = take.notes["onset_sec"]
+    return float(on[(on > t - 0.06) & (on <= t + 1e-9)].min())
+
+
 def _insert_pause(take: Take, at_s: float, pause_s: float) -> Take:
     return warp(take, lambda t: np.where(np.asarray(t) >= at_s - 1e-6, np.asarray(t) + pause_s, np.asarray(t)))
 
@@ -169,8 +178,7 @@ def hesitations(take: Take, rng: np.random.Generator, severity: float) -> Result
     for t in reversed(times):
         pause = 0.35 + 1.05 * severity * float(rng.uniform(0.6, 1.0))
         faults.append(Fault("hesitation", [take.bar_of(t)], min(1.0, pause / 1.4), {"pause_s": round(pause, 2)}))
-        onset = t - 1e-4
-        take = _insert_pause(take, onset, pause)
+        take = _insert_pause(take, _cluster_start(take, t) - 1e-4, pause)
     return take, faults[::-1]
 
 
@@ -182,7 +190,7 @@ def restart(take: Take, rng: np.random.Generator, severity: float) -> Result:
     in_bar = take.notes[(take.notes["bar"] == bar)]
     if len(in_bar) < 3:
         return take, []
-    stop = float(np.sort(in_bar["onset_sec"])[len(in_bar) // 2])
+    stop = _cluster_start(take, float(np.sort(in_bar["onset_sec"])[len(in_bar) // 2]))
     pause = 0.5 + 0.7 * severity
     shift = stop - float(row["start_sec"]) + pause
     replay_from = float(row["start_sec"])
@@ -190,8 +198,12 @@ def restart(take: Take, rng: np.random.Generator, severity: float) -> Result:
         (take.notes["onset_sec"] >= replay_from - 0.02) & (take.notes["onset_sec"] < stop - 1e-4)
     ].copy()
     out = _insert_pause(take, stop - 1e-4, shift)
-    played["duration_sec"] = np.minimum(played["duration_sec"], np.maximum(stop - played["onset_sec"], 0.05))
+    played["onset_sec"] += shift
     played["score_id"] = -1
+    first_pass = (out.notes["onset_sec"] >= replay_from - 0.02) & (out.notes["onset_sec"] < stop - 1e-4)
+    ends = np.minimum(out.notes["onset_sec"] + out.notes["duration_sec"], stop + 0.05)
+    cut = np.maximum(ends - out.notes["onset_sec"], 0.03)
+    out.notes["duration_sec"] = np.where(first_pass, cut, out.notes["duration_sec"])
     out.notes = np.sort(np.concatenate([out.notes, played]), order="onset_sec")
     return out, [Fault("restart", [bar], 1.0, {"pause_s": round(pause, 2)})]
 
