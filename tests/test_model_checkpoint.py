@@ -50,9 +50,16 @@ def tokenizer():
     return train_tokenizer([], vocab_size=512)
 
 
-def test_round_trip_gives_identical_outputs(tokenizer, tmp_path: Path) -> None:
+@pytest.mark.parametrize("out_norm", ["layer", "batch"])
+def test_round_trip_gives_identical_outputs(tokenizer, tmp_path: Path, out_norm: str) -> None:
     torch.manual_seed(0)
-    model = LlaqoModel(tiny_config(len(tokenizer)), tokenizer).eval()
+    config = tiny_config(len(tokenizer))
+    config.qformer.out_norm = out_norm
+    model = LlaqoModel(config, tokenizer)
+    if out_norm == "batch":  # a training-mode pass gives the running statistics non-default values
+        audio = model.encode_audio([model.prepare(noise(2.0, seed=s), 16000) for s in range(3)])
+        model(audio, ["q"] * 3, [None] * 3, ["4"] * 3)
+    model.eval()
     loaded = from_pretrained(save_pretrained(model, tmp_path / "ck"))
     assert torch.equal(outputs(model), outputs(loaded))
 

@@ -84,8 +84,17 @@ def training_mode(entries: list[dict[str, Any]]) -> dict[str, str]:
     return mode
 
 
-def evaluate(checkpoint: str | Path, manifest: str | Path, split: str = "val", cache_dir: str | None = None) -> dict:
-    """Load a checkpoint and score it on `split` of the manifest."""
+def evaluate(
+    checkpoint: str | Path,
+    manifest: str | Path,
+    split: str = "val",
+    cache_dir: str | None = None,
+    shuffle_audio: bool = False,
+) -> dict:
+    """Load a checkpoint and score it on `split` of the manifest.
+
+    `shuffle_audio` gives every take another take's audio (a check of how much the answers use the audio).
+    """
     model = from_pretrained(checkpoint)
     entries = read_manifest(manifest)
     chosen = [e for e in entries if e.get("split") == split]
@@ -93,6 +102,10 @@ def evaluate(checkpoint: str | Path, manifest: str | Path, split: str = "val", c
         raise ValueError(f"{manifest} has no '{split}' takes")
     cache = Path(cache_dir) / model.config.encoder.kind if cache_dir else None
     takes = load_takes(chosen, model.prepare, cache, grounding=model.config.grounding)
+    if shuffle_audio:
+        prepared = [t.prepared for t in takes]
+        for i, t in enumerate(takes):
+            t.prepared = prepared[(i + 1) % len(takes)]
     mode = training_mode([e for e in entries if e.get("split", "train") == "train"] or chosen)
     metrics = score_predictions(takes, predict(model, takes), mode)
-    return {"checkpoint": str(checkpoint), "split": split, **metrics}
+    return {"checkpoint": str(checkpoint), "split": split, "shuffled_audio": shuffle_audio, **metrics}

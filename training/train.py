@@ -58,8 +58,10 @@ def fit(
     seed: int = 0,
     log_every: int = 50,
 ) -> list[float]:
-    """AdamW with warm-up and cosine decay; returns the loss of every step."""
+    """AdamW with warm-up and cosine decay (gradient checkpointing on GPU); returns the loss of every step."""
     rng = random.Random(seed)
+    if model.device.type == "cuda" and model.config.lm.gradient_checkpointing:
+        model.lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, betas=(0.9, 0.98))
     model.train()

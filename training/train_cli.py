@@ -27,6 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     e.add_argument("--model", required=True, help="checkpoint directory")
     e.add_argument("--split", default="val")
     e.add_argument("--cache", help="folder for prepared audio features")
+    e.add_argument("--shuffle-audio", action="store_true", help="pair each take with another take's audio")
     e.set_defaults(func=run_evaluate)
 
 
@@ -55,5 +56,5 @@ def run_evaluate(args: argparse.Namespace) -> int:
     """Print the metrics as JSON."""
     from llaqo_training.evaluate import evaluate
 
-    print(json.dumps(evaluate(args.model, args.manifest, args.split, args.cache), indent=1))
+    print(json.dumps(evaluate(args.model, args.manifest, args.split, args.cache, args.shuffle_audio), indent=1))
     return 0

@@ -62,7 +62,7 @@ def embedded_config(vocab_size: int) -> LlaqoConfig:
     """Small enough to train on two CPU cores: CNN encoder, 2-block Q-former, a ~1 M-parameter Llama."""
     return LlaqoConfig(
         encoder=EncoderConfig(kind="cnn", dim=128, channels=(16, 32, 48, 64), frozen=False),
-        qformer=QFormerConfig(n_layer=2, n_query=8, dim=128, n_head=4, mlp_ratio=2.0, max_text=48),
+        qformer=QFormerConfig(n_layer=2, n_query=8, dim=128, n_head=4, mlp_ratio=2.0, max_text=48, out_norm="batch"),
         lm=LMConfig(
             vocab_size=vocab_size,
             hidden_size=128,

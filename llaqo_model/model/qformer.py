@@ -26,6 +26,7 @@ class QFormerConfig:
     max_text: int = 128
     audio_dim: int = 768
     lm_dim: int = 4096
+    out_norm: str = "layer"  # or "batch": standardise each feature over takes (see `TokenBatchNorm`)
 
 
 class MultiHeadAttention(nn.Module):
@@ -78,6 +79,14 @@ class QFormerBlock(nn.Module):
         return x + self.mlp(self.ln_mlp(x))
 
 
+class TokenBatchNorm(nn.BatchNorm1d):
+    """BatchNorm over all (take, query) tokens. Removes the component shared by every take, so a from-scratch
+    LM sees take-to-take differences at full scale from the first step (with LayerNorm they start at ~2 %)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x.flatten(0, 1)).view_as(x)
+
+
 class QFormer(nn.Module):
     """(audio windows, question embeddings) → `n_query` soft tokens in the LM's embedding space."""
 
@@ -91,8 +100,11 @@ class QFormer(nn.Module):
         self.text_in = nn.Linear(text_dim, d)
         self.text_pos = nn.Embedding(config.max_text, d)
         self.blocks = nn.ModuleList(QFormerBlock(config) for _ in range(config.n_layer))
-        self.ln_out = nn.LayerNorm(d)
+        self.ln_out = TokenBatchNorm(d) if config.out_norm == "batch" else nn.LayerNorm(d)
         self.out_proj = nn.Linear(d, config.lm_dim)
+        # small position embeddings: at N(0, 1) they would swamp the take-to-take differences in the audio
+        nn.init.normal_(self.window_pos.weight, std=0.02)
+        nn.init.normal_(self.text_pos.weight, std=0.02)
 
     def forward(
         self,
