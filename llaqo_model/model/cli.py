@@ -17,6 +17,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     info.add_argument("--model", help="a checkpoint directory (its config.json is used instead of --config)")
     info.set_defaults(func=run_info)
 
+    export = sub.add_parser("export-onnx", help="export encoder + aligner to ONNX and check parity with PyTorch")
+    export.add_argument("--model", default="embedded", help="checkpoint directory or 'embedded'")
+    export.add_argument("--out", required=True, help="the .onnx file to write")
+    export.set_defaults(func=run_export)
+
     ask = subparsers.add_parser("ask", help="ask the model a question about a take")
     ask.add_argument("take", help="audio file")
     ask.add_argument("question", help="the question, in quotes")
@@ -78,6 +83,22 @@ def run_info(args: argparse.Namespace) -> int:
         config = read_config(shipped) if shipped else embedded_config(vocab_size=1024)
         name = "embedded"
     print(json.dumps({"config": name, **parameter_counts(config)}, indent=1))
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    """Export to ONNX; print the max abs difference to PyTorch on a fresh 50 s input (two windows)."""
+    import numpy as np
+
+    from llaqo_model.model.assess import Assessor
+    from llaqo_model.model.onnx_export import export_onnx, onnx_parity
+
+    model = Assessor.load(args.model, device="cpu").model
+    rng = np.random.default_rng(0)
+    path = export_onnx(model, args.out, model.prepare(rng.standard_normal(16000 * 3).astype(np.float32) * 0.1, 16000))
+    windows, lengths = model.prepare(rng.standard_normal(16000 * 50).astype(np.float32) * 0.1, 16000)
+    error = onnx_parity(model, path, windows, lengths, "How even were the runs in bar 4?")
+    print(json.dumps({"onnx": str(path), "max_abs_error": error, "windows": int(windows.shape[0])}))
     return 0
 
 
