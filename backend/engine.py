@@ -86,8 +86,10 @@ class Take:
 
     @property
     def held_s(self) -> float:
-        """Seconds of audio this take keeps in memory."""
-        return 0.0 if self.cancelled else self.duration_s
+        """Seconds of audio this take keeps in memory (kept for the model, else only until transcribed)."""
+        if self.cancelled or (not self.keep_audio and self.notes.done()):
+            return 0.0
+        return self.duration_s
 
     def samples(self) -> np.ndarray:
         """The whole take, mono float32 at `model_rate` (only when the audio is kept for the model)."""

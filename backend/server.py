@@ -97,7 +97,7 @@ class Server:
         if self._ws_server is None:
             return
         log.warning("llaqo: shutting down")
-        self._ws_server.close(close_connections=False)
+        self._ws_server.server.close()  # stop accepting; open connections carry on for the grace period
         if self.osc is not None and self.osc.tasks:
             await asyncio.wait(set(self.osc.tasks), timeout=self.config.shutdown_grace_s)
         await asyncio.gather(*(c.drain(self.config.shutdown_grace_s) for c in list(self.connections)))

@@ -51,7 +51,7 @@ class StreamingTranscription:
         self._buffered = len(pad)
         self._origin = 0  # padded-stream index of self._chunks[0][0]
         self._next_start = 0  # padded-stream index where the next segment on the grid begins
-        self._prev_start: int | None = None
+        self._prev_start = 0  # start of the segment `_last_pos` refers to
         self._last_pos = [math.floor(self._pad_s * self.sample_rate / self._hop)] * len(self.model.targetMIDIPitch)
         self._events: dict[int, list] = defaultdict(list)
         self.segments_done = 0
@@ -109,7 +109,7 @@ class StreamingTranscription:
     def _transcribe_segment(self, start: int, length: int) -> None:
         """Decode one segment with forced start positions and merge its events (as Transkun does)."""
         model = self.model
-        shift = 0 if self._prev_start is None else (start - self._prev_start) // self._hop
+        shift = (start - self._prev_start) // self._hop
         forced = [max(p - shift, 0) for p in self._last_pos]
         x = torch.from_numpy(np.ascontiguousarray(self._window(start, length))).reshape(1, -1).to(self.device)
         frames = makeFrame(x, model.hopSize, model.windowSize)
