@@ -99,7 +99,8 @@ def fault_plan(take: Take, rng: np.random.Generator, clean: bool) -> tuple[dict[
         return {}, 1.0
     skill = float(rng.beta(1.6, 1.1))
     chosen: dict[str, float] = {}
-    has_pedal = len(take.pedal) > 0
+    pedalled = float(np.sum(take.pedal["offset_sec"] - take.pedal["onset_sec"])) / max(take.duration_s, 1e-3)
+    has_pedal = pedalled >= 0.3
     for family in FAMILIES.values():
         if rng.random() > 0.55 + 0.4 * (1.0 - skill):
             continue

@@ -139,7 +139,7 @@ def extra_notes(take: Take, rng: np.random.Generator, severity: float, key_fifth
         loud = rng.random() < 0.6 + 0.4 * severity
         extra = n[i].copy()
         extra["pitch"] = n["pitch"][i] + int(rng.choice(steps))
-        extra["velocity"] = max(int(n["velocity"][i] * (0.9 if loud else 0.55)), 24)
+        extra["velocity"] = max(int(n["velocity"][i] * (0.9 if loud else 0.7)), 28)
         extra["onset_sec"] += float(rng.uniform(0.0, 0.03))
         extra["duration_sec"] = max(float(n["duration_sec"][i]) * (1.0 if loud else 0.5), 0.08)
         extra["melody"] = False
