@@ -165,13 +165,14 @@ def main() -> int:
     parser.add_argument("--length", type=float, default=30.0, help="excerpt length in seconds")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--hop", type=float, default=TranscriberConfig.hop_s, help="Transkun segment hop (s)")
+    parser.add_argument("--fonts", type=int, default=None, help="use only the first N SoundFonts")
     parser.add_argument("--skip-memory", action="store_true")
     args = parser.parse_args()
     if not (args.asap / "metadata.csv").is_file():
         print(f"ASAP not found at {args.asap}; nothing to measure", file=sys.stderr)
         return 1
     transcriber = Transcriber(TranscriberConfig(hop_s=args.hop))
-    fonts = available_soundfonts()
+    fonts = available_soundfonts()[: args.fonts]
     rng = random.Random(args.seed)
     print(f"threads={torch.get_num_threads()} hop={args.hop}s soundfonts={[f.name for f in fonts]}")
     recall_hits = recall_total = 0
