@@ -141,3 +141,24 @@ def test_streamed_blobs_from_a_patch_get_a_report(osc_server, osc_take):
     assert abs(result["report"]["duration_s"] - 8.0) < 0.1
     assert len(result["report"]["notes"]) > 20
     assert result["assessment"]["overall"] >= 1
+
+
+def test_reaper_script_codec_talks_to_the_server(osc_server):
+    """The REAPER ReaScript's stdlib OSC codec: python-osc reads what it writes, and it reads the server."""
+    import socket
+
+    from pythonosc.osc_message import OscMessage
+
+    from llaqo_bridge.reaper_llaqo_assess import osc_message, parse_osc
+
+    encoded = OscMessage(osc_message("/llaqo/assess/file", "/tmp/a b.wav", 3, 0.5))
+    assert encoded.address == "/llaqo/assess/file" and encoded.params == ["/tmp/a b.wav", 3, 0.5]
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.settimeout(30)
+        sock.sendto(osc_message("/llaqo/assess/file", "/nonexistent/bounce.wav"), ("127.0.0.1",
+                                                                                 osc_server.server.osc_port))
+        address, args = parse_osc(sock.recv(65536))
+        while address == "/llaqo/progress":
+            address, args = parse_osc(sock.recv(65536))
+    assert address == "/llaqo/error" and args[0] == "bad_audio" and "bounce.wav" in args[1]
