@@ -28,6 +28,7 @@ NOTE_ERROR_KINDS = ("wrong_note", "missed_note", "extra_note")
 UNCLEAR_MIN_ERRORS = 3
 UNCLEAR_FRACTION = 0.3
 GRAZE_DURATION_S = 0.05
+RESTRIKE_WINDOW_S = 0.6
 
 
 def _round(x: float | None, nd: int = 3) -> float | None:
@@ -128,7 +129,7 @@ def build_bars(
         bar.notes_matched = len(pairs)
         if end_s - start_s > 1e-3 and len(pairs) >= 2:
             bar.tempo_bpm = round(float(60 * (r["end_beat"] - r["start_beat"]) / (end_s - start_s)), 1)
-        _note_errors(bar, r, score, alignment, notes)
+        _note_errors(bar, r, score, alignment, notes, pedal)
         _mark_unclear(bar)
         _bar_figures(bar, pairs, score, alignment, notes)
         bars.append(bar)
@@ -139,7 +140,9 @@ def build_bars(
     return bars
 
 
-def _note_errors(bar: Bar, row: np.void, score: Score, alignment: Alignment, notes: list[Note]) -> None:
+def _note_errors(
+    bar: Bar, row: np.void, score: Score, alignment: Alignment, notes: list[Note], pedal: list[PedalInterval]
+) -> None:
     na = score.note_array
 
     def in_row(s: int) -> bool:
@@ -164,8 +167,8 @@ def _note_errors(bar: Bar, row: np.void, score: Score, alignment: Alignment, not
                 )
             )
     for s in alignment.missed:
-        if in_row(s):
-            t = float(alignment.time_map(na["onset_beat"][s])) if alignment.time_map else 0.0
+        t = float(alignment.time_map(na["onset_beat"][s])) if alignment.time_map else 0.0
+        if in_row(s) and not _still_sounding(int(na["pitch"][s]), t, notes, pedal):
             bar.issues.append(
                 Issue(
                     kind="missed_note",
@@ -186,6 +189,18 @@ def _note_errors(bar: Bar, row: np.void, score: Score, alignment: Alignment, not
                     pitch=n.pitch,
                 )
             )
+
+
+def _still_sounding(pitch: int, time_s: float, notes: list[Note], pedal: list[PedalInterval]) -> bool:
+    """The same pitch was struck just before and still rings (held or pedalled): a skipped re-strike is
+    barely audible, unlike a note that is simply not there."""
+    pedalled = any(p.onset <= time_s <= p.offset for p in pedal)
+    return any(
+        n.pitch == pitch
+        and time_s - RESTRIKE_WINDOW_S <= n.onset < time_s - 0.02
+        and (pedalled or n.offset >= time_s - 0.05)
+        for n in notes
+    )
 
 
 def _mark_unclear(bar: Bar) -> None:

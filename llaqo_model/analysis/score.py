@@ -88,16 +88,18 @@ def _dedupe_unisons(na: np.ndarray) -> np.ndarray:
 
 
 def _held_over(na: np.ndarray) -> np.ndarray:
-    """Notes whose pitch is still sounding from an earlier note in another voice (not re-struck on a piano)."""
+    """Notes whose pitch is still sounding (or just ending) from another voice: a pianist plays them once."""
     held = np.zeros(len(na), dtype=bool)
     ends = na["onset_div"] + na["duration_div"]
     for pitch in np.unique(na["pitch"]):
         idx = np.flatnonzero(na["pitch"] == pitch)
         idx = idx[np.argsort(na["onset_div"][idx], kind="stable")]
-        running_end = -np.inf
-        for i in idx:
-            held[i] = na["onset_div"][i] < running_end
-            running_end = max(running_end, ends[i])
+        for k, i in enumerate(idx):
+            earlier = idx[:k]
+            other_voice = (na["voice"][earlier] != na["voice"][i]) | (na["staff"][earlier] != na["staff"][i])
+            held[i] = bool(np.any(other_voice & (ends[earlier] >= na["onset_div"][i]))) or bool(
+                np.any(ends[earlier] > na["onset_div"][i])
+            )
     return held
 
 
