@@ -203,3 +203,21 @@ def _default_sf() -> Path:
     from llaqo_training.render import DEFAULT_SOUNDFONT
 
     return DEFAULT_SOUNDFONT
+
+
+def test_cli_build_rejects_bad_arguments(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from llaqo_model.cli import main
+
+    assert main(["corpus", "build", "--out", str(tmp_path), "--takes", "0"]) == 2
+    assert main(["corpus", "build", "--out", str(tmp_path), "--takes", "2", "--max-seconds", "90"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 2 and "--takes" in lines[0] and "--max-seconds" in lines[1]
+
+
+def test_held_out_phrasings_differ_from_training_ones() -> None:
+    labels = {"ratings": dict.fromkeys(RUBRIC_KEYS, 4), "overall": 4, "difficulty": 3, "technique": "scales"}
+    train_q, test_q = set(), set()
+    for seed in range(30):
+        train_q |= {x["q"] for x in make_qa(labels, [], {"source": "exercise"}, False, np.random.default_rng(seed))}
+        test_q |= {x["q"] for x in make_qa(labels, [], {"source": "exercise"}, True, np.random.default_rng(seed))}
+    assert test_q and not (test_q & train_q)

@@ -15,9 +15,9 @@ from llaqo_training.faults import Fault
 
 ASPECT = {
     "pitch_accuracy": ["the note accuracy", "the accuracy of the notes", "the correctness of the pitches"],
-    "rhythm_accuracy": ["the rhythmic accuracy", "the accuracy of the rhythm", "how precisely the rhythm is played"],
+    "rhythm_accuracy": ["the rhythmic accuracy", "the accuracy of the rhythm", "the precision of the rhythm"],
     "tempo_stability": ["the consistency of the tempo", "the steadiness of the pulse", "the tempo stability"],
-    "tempo_choice": ["the choice of tempo", "how well the tempo suits the piece", "the tempo selection"],
+    "tempo_choice": ["the choice of tempo", "the suitability of the tempo", "the tempo selection"],
     "dynamic_range": ["the dynamic range", "the range of loud and soft", "the dynamic contrast"],
     "dynamic_shaping": [
         "the dynamic shaping of the phrases",
@@ -25,8 +25,8 @@ ASPECT = {
         "the phrase shaping",
     ],
     "articulation": ["the articulation", "the legato and staccato playing", "the clarity of articulation"],
-    "attack_cleanliness": ["the cleanliness of the attack", "how clean the attacks are", "the tone production"],
-    "evenness": ["the evenness of the runs", "the evenness of the passagework", "how even the fast notes are"],
+    "attack_cleanliness": ["the cleanliness of the attack", "the cleanness of the attacks", "the tone production"],
+    "evenness": ["the evenness of the runs", "the evenness of the passagework", "the evenness of the fast notes"],
     "hand_balance": ["the balance between the hands", "the voicing of melody over accompaniment", "the hand balance"],
     "pedaling": ["the pedalling", "the use of the sustain pedal", "the clarity of the pedalling"],
     "expressiveness": ["the expressiveness", "the musical expression", "the expressive intent of the playing"],
