@@ -60,7 +60,7 @@ def diversity(entries: list[dict[str, Any]]) -> tuple[bool, list[str]]:
     pieces = len({e["piece"] for e in entries})
     sounds = Counter(e["sound"] for e in entries)
     sample_sets = {s.split("_")[0] for s in sounds}
-    ok &= set(techniques) == set(TECHNIQUES) and pieces >= 100 and len(sounds) >= 3
+    ok &= set(techniques) == set(TECHNIQUES) and pieces >= 100 and len(sample_sets) >= 3
     lines.append(f"  techniques {len(techniques)}/7: {dict(techniques)}")
     lines.append(f"  pieces: {pieces} (target ≥ 100)")
     lines.append(
@@ -70,8 +70,8 @@ def diversity(entries: list[dict[str, Any]]) -> tuple[bool, list[str]]:
     return ok, lines
 
 
-def _flagged(report: PerformanceReport) -> set[int]:
-    return {b.bar for b in report.bars if any(i.kind in NOTE_KINDS for i in b.issues)}
+def _flagged(report: PerformanceReport, kinds: tuple[str, ...]) -> set[int]:
+    return {b.bar for b in report.bars if any(i.kind in kinds for i in b.issues)}
 
 
 def _midi_notes(path: str) -> list[Note]:
@@ -80,20 +80,26 @@ def _midi_notes(path: str) -> list[Note]:
     return sorted(notes, key=lambda n: (n.onset, n.pitch))
 
 
-def recall(entries: list[dict[str, Any]], analyse: Any) -> tuple[int, int, Counter]:
-    """(found, total, per-kind found) of injected note faults whose bars the analysis flags."""
-    found = total = 0
-    per_kind: Counter = Counter()
+def recall(entries: list[dict[str, Any]], analyse: Any) -> tuple[Counter, Counter]:
+    """Per note-fault kind: how many clear injected errors (magnitude 1; a brushed key is not one) the
+    analysis flags in their recorded bars — strictly as a note error, and also counting an 'unclear' bar."""
+    strict: Counter = Counter()
+    lenient: Counter = Counter()
     for e in entries:
-        faults = [f for f in e["faults"] if f["kind"] in NOTE_KINDS]
+        faults = [f for f in e["faults"] if f["kind"] in NOTE_KINDS and f["magnitude"] >= 1]
         report = analyse(e)
-        flagged = _flagged(report)
+        exact, unclear = _flagged(report, NOTE_KINDS), _flagged(report, (*NOTE_KINDS, "unclear"))
         for f in faults:
-            hit = any(b in flagged for b in f["bars"])
-            found += hit
-            total += 1
-            per_kind[f["kind"], hit] += 1
-    return found, total, per_kind
+            strict[f["kind"], any(b in exact for b in f["bars"])] += 1
+            lenient[f["kind"], any(b in unclear for b in f["bars"])] += 1
+    return strict, lenient
+
+
+def _rate(counts: Counter) -> tuple[float, str]:
+    found = sum(v for (_, hit), v in counts.items() if hit)
+    total = sum(counts.values())
+    kinds = {k: f"{counts[k, True]}/{counts[k, True] + counts[k, False]}" for k in NOTE_KINDS}
+    return found / max(total, 1), f"{found}/{total} {kinds}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -136,19 +142,22 @@ def main(argv: list[str] | None = None) -> int:
         notes = _midi_notes(e["performance_midi"])
         return report_from_notes(notes, [], e["duration_s"], e["id"], load_score(e["score"]))
 
-    found, total, per_kind = recall(with_notes, from_midi)
-    print(f"\nfidelity from performance MIDI: recall {found}/{total} = {found / max(total, 1):.3f}")
+    strict, lenient = recall(with_notes, from_midi)
+    print(
+        f"\nfidelity from performance MIDI ({len(with_notes)} takes): "
+        f"recall {_rate(strict)[1]} = {_rate(strict)[0]:.3f}"
+    )
+    print(f"  counting bars marked 'unclear' as found: {_rate(lenient)[0]:.3f}")
     if args.fidelity and with_notes:
         sample = random.Random(args.seed).sample(with_notes, min(args.fidelity, len(with_notes)))
         analyzer = Analyzer()
         t0 = time.time()
-        found, total, per_kind = recall(sample, lambda e: analyzer.analyze_file(e["audio"], e["score"]))
-        rate = found / max(total, 1)
-        kinds = {k: f"{per_kind[k, True]}/{per_kind[k, True] + per_kind[k, False]}" for k in NOTE_KINDS}
+        strict, lenient = recall(sample, lambda e: analyzer.analyze_file(e["audio"], e["score"]))
+        rate, text = _rate(strict)
         print(
-            f"fidelity from audio (Transkun, {len(sample)} takes, {time.time() - t0:.0f} s): "
-            f"recall {found}/{total} = {rate:.3f} {kinds} (target ≥ 0.9)"
+            f"fidelity from audio (Transkun, {len(sample)} takes, {time.time() - t0:.0f} s): recall {text} = {rate:.3f}"
         )
+        print(f"  counting bars marked 'unclear' as found: {_rate(lenient)[0]:.3f} (target ≥ 0.9 on the strict figure)")
         ok &= rate >= 0.9
     return 0 if ok else 1
 

@@ -102,10 +102,21 @@ def wrong_notes(take: Take, rng: np.random.Generator, severity: float, key_fifth
     return take, faults
 
 
+def _restrikes(notes: np.ndarray, pool: np.ndarray) -> np.ndarray:
+    """Which pool notes repeat a pitch struck in the 0.6 s before (leaving one out is barely audible)."""
+    on, pitch = notes["onset_sec"], notes["pitch"]
+    return np.array(
+        [bool(np.any((pitch == pitch[i]) & (on < on[i] - 0.02) & (on >= on[i] - 0.6))) for i in pool], dtype=bool
+    )
+
+
 def missed_notes(take: Take, rng: np.random.Generator, severity: float, key_fifths: int = 0) -> Result:
     """Leave out notes (melody notes or notes on their own, which a listener would miss)."""
     n = take.notes
     pool = _candidates(take, _inner_bars(take))
+    if len(pool):
+        fresh = ~_restrikes(n, pool)
+        pool = pool[fresh] if fresh.sum() >= 2 else pool
     melody = pool[n["melody"][pool]]
     chosen = _spread_pick(rng, melody if len(melody) >= 3 else pool, n, _count(severity, take.duration_s))
     faults = [
@@ -139,9 +150,14 @@ def extra_notes(take: Take, rng: np.random.Generator, severity: float, key_fifth
         loud = rng.random() < 0.6 + 0.4 * severity
         extra = n[i].copy()
         extra["pitch"] = n["pitch"][i] + int(rng.choice(steps))
-        extra["velocity"] = max(int(n["velocity"][i] * (0.9 if loud else 0.7)), 28)
+        around = float(np.median(n["velocity"][np.abs(n["onset_sec"] - n["onset_sec"][i]) < 1.0]))
+        if loud:
+            extra["velocity"] = int(min(max(0.9 * n["velocity"][i], around), 120))
+            extra["duration_sec"] = max(float(n["duration_sec"][i]), 0.1)
+        else:
+            extra["velocity"] = max(int(0.35 * around), 12)
+            extra["duration_sec"] = 0.04
         extra["onset_sec"] += float(rng.uniform(0.0, 0.03))
-        extra["duration_sec"] = max(float(n["duration_sec"][i]) * (1.0 if loud else 0.5), 0.08)
         extra["melody"] = False
         extra["score_id"] = -1
         added.append(extra)

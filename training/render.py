@@ -21,25 +21,39 @@ SYSTEM_SOUNDFONTS = (
 
 
 log = logging.getLogger(__name__)
-# (name, soundfont, GM program). Distinct sample sets: TimGM6mb and FluidR3_GM (and MuseScore General when
-# FluidSynth-readable); "bright" is the same SoundFont's bright-piano preset, a different timbre, not new samples.
-PIANO_SOUNDS: tuple[tuple[str, Path, int], ...] = (
-    ("timgm6mb_grand", DEFAULT_SOUNDFONT, 0),
-    ("timgm6mb_bright", DEFAULT_SOUNDFONT, 1),
-    ("fluidr3_grand", SYSTEM_SOUNDFONTS[0], 0),
-    ("fluidr3_bright", SYSTEM_SOUNDFONTS[0], 1),
-    ("musescore_grand", SYSTEM_SOUNDFONTS[1], 0),
+SF2 = Path("/usr/share/sounds/sf2")
+# (name, candidate SoundFonts (first installed wins), GM program). Distinct sample sets: TimGM6mb (bundled with
+# pretty_midi), FluidR3_GM (Debian fluid-soundfont-gm), MuseScore General (musescore-general-soundfont-*; sf2
+# or sf3, both read by tinysoundfont) and the csound GM bank (csound-soundfont). "bright" is the same
+# SoundFont's bright-piano preset: another timbre, not new samples.
+PIANO_SOUNDS: tuple[tuple[str, tuple[Path, ...], int], ...] = (
+    ("timgm6mb_grand", (DEFAULT_SOUNDFONT,), 0),
+    ("timgm6mb_bright", (DEFAULT_SOUNDFONT,), 1),
+    ("fluidr3_grand", (SYSTEM_SOUNDFONTS[0],), 0),
+    ("fluidr3_bright", (SYSTEM_SOUNDFONTS[0],), 1),
+    (
+        "musescore_grand",
+        (
+            SYSTEM_SOUNDFONTS[1],
+            SF2 / "MuseScore_General_Full.sf2",
+            SYSTEM_SOUNDFONTS[2],
+            Path("/usr/share/sounds/sf3/MuseScore_General_Lite.sf3"),
+        ),
+        0,
+    ),
+    ("csound_grand", (SF2 / "sf_GMbank.sf2",), 0),
 )
 
 
 def piano_sounds(skipped: list[str] | None = None) -> list[tuple[str, Path, int]]:
-    """The piano sounds usable here (tinysoundfont reads .sf2); missing ones are noted in `skipped`."""
+    """The piano sounds installed here; missing ones are noted in `skipped`."""
     out = []
-    for name, path, program in PIANO_SOUNDS:
-        if path.is_file():
-            out.append((name, path, program))
+    for name, paths, program in PIANO_SOUNDS:
+        found = next((p for p in paths if p.is_file()), None)
+        if found is not None:
+            out.append((name, found, program))
         elif skipped is not None:
-            skipped.append(f"piano sound {name}: {path} not installed")
+            skipped.append(f"piano sound {name}: {paths[0]} not installed")
     return out
 
 
