@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from llaqo_model.model.checkpoint import save_pretrained
+from llaqo_model.model.checkpoint import from_pretrained, save_pretrained
 from llaqo_model.model.llaqo import LlaqoModel, embedded_config
 from llaqo_training.dataset import TrainTake, load_takes, read_manifest
 from llaqo_training.tokenizer import train_tokenizer
@@ -43,6 +43,7 @@ class TrainConfig:
     seed: int = 0
     cache_dir: str | None = None
     threads: int | None = None
+    init_from: str | None = None  # continue training a checkpoint (its tokenizer and config) instead
 
 
 def fit(
@@ -105,15 +106,19 @@ def train(config: TrainConfig) -> Path:
     train_entries = [e for e in entries if e.get("split", "train") == "train"]
     if not train_entries:
         raise ValueError(f"{config.manifest} has no training takes")
-    texts = [x[k] for e in entries for x in e.get("qa", []) for k in ("q", "a")]
-    tokenizer = train_tokenizer([str(t) for t in texts], vocab_size=config.vocab_size)
-    model_config = embedded_config(vocab_size=len(tokenizer))
-    model_config.encoder.kind = config.encoder
-    model_config.grounding = config.grounding
-    model = LlaqoModel(model_config, tokenizer)
-    cache = Path(config.cache_dir) / config.encoder if config.cache_dir else None
+    if config.init_from:
+        model = from_pretrained(config.init_from)
+    else:
+        texts = [x[k] for e in entries for x in e.get("qa", []) for k in ("q", "a")]
+        tokenizer = train_tokenizer([str(t) for t in texts], vocab_size=config.vocab_size)
+        model_config = embedded_config(vocab_size=len(tokenizer))
+        model_config.encoder.kind = config.encoder
+        model_config.grounding = config.grounding
+        model = LlaqoModel(model_config, tokenizer)
+    kind = model.config.encoder.kind
+    cache = Path(config.cache_dir) / kind if config.cache_dir else None
     t0 = time.monotonic()
-    takes = load_takes(train_entries, model.prepare, cache, grounding=config.grounding)
+    takes = load_takes(train_entries, model.prepare, cache, grounding=model.config.grounding)
     log.info("prepared %d takes in %.0f s", len(takes), time.monotonic() - t0)
     t0 = time.monotonic()
     losses = fit(
@@ -137,8 +142,9 @@ def train(config: TrainConfig) -> Path:
         "seconds": round(elapsed),
         "final_loss": round(final, 4),
         "train_takes": len(takes),
-        "encoder": config.encoder,
-        "grounding": config.grounding,
+        "encoder": kind,
+        "grounding": model.config.grounding,
+        "init_from": config.init_from,
     }
     (out / "training.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
     return out

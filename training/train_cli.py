@@ -20,6 +20,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     t.add_argument("--lr", type=float, default=2e-3)
     t.add_argument("--cache", help="folder for prepared audio features (reused across runs)")
     t.add_argument("--threads", type=int)
+    t.add_argument("--init-from", help="continue training this checkpoint (keeps its tokenizer and config)")
     t.set_defaults(func=run_train)
 
     e = subparsers.add_parser("evaluate", help="score a checkpoint on a manifest split")
@@ -47,6 +48,7 @@ def run_train(args: argparse.Namespace) -> int:
         lr=args.lr,
         cache_dir=args.cache,
         threads=args.threads,
+        init_from=args.init_from,
     )
     print(train(config))
     return 0
