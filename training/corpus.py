@@ -276,7 +276,7 @@ def build(config: BuildConfig, progress: bool = True) -> dict[str, Any]:
             entries.append(json.loads(path.read_text(encoding="utf-8")))
     with (config.out / "manifest.jsonl").open("w", encoding="utf-8") as f:
         for e in entries:
-            f.write(json.dumps({k: v for k, v in e.items()}, ensure_ascii=False) + "\n")
+            f.write(json.dumps(e, ensure_ascii=False) + "\n")
     summary = summarize(entries)
     summary.update(
         built=len(todo),

@@ -167,7 +167,7 @@ def perform_score(
     notes["score_id"] = np.arange(len(na))
     mark_roles(notes)
     base = float(rng.uniform(58, 78)) if level is None else level
-    arch = np.repeat(_phrase_curve(n_bars, rng, 22.0 * expressive), 1)[row]
+    arch = _phrase_curve(n_bars, rng, 22.0 * expressive)[row]
     beat_in_bar = na["onset_beat"] - bars["start_beat"][row]
     accent = np.where(np.isclose(beat_in_bar, 0.0), 4.0, 0.0)
     velocity = base + arch + accent + 9.0 * notes["melody"] - 5.0 * (notes["staff"] >= 2) + rng.normal(0, 3, len(na))
@@ -202,12 +202,13 @@ def cut_performance(
     downbeats: np.ndarray,
     first: int,
     last: int,
+    beats: np.ndarray | None = None,
     first_bar: int = 1,
 ) -> Take:
     """The bars between downbeat `first` and downbeat `last` (exclusive) of a real performance.
 
-    `notes` and `pedal` use NOTE_DTYPE / PEDAL_DTYPE in the performance's own seconds; bars are
-    numbered from `first_bar`. The excerpt is shifted so that it starts at START_S.
+    `notes` and `pedal` use NOTE_DTYPE / PEDAL_DTYPE in the performance's own seconds; `beats` (all beat
+    times) gives the tempo; bars are numbered from `first_bar`. The excerpt is shifted to start at START_S.
     """
     lo, hi = downbeats[first] - 0.04, downbeats[last] - 0.04
     keep = (notes["onset_sec"] >= lo) & (notes["onset_sec"] < hi)
@@ -230,5 +231,6 @@ def cut_performance(
     bars["bar"] = first_bar + np.arange(last - first)
     bars["start_sec"] = edges[:-1]
     bars["end_sec"] = edges[1:]
-    beats = float(np.median(np.diff(edges))) if len(edges) > 1 else 1.0
-    return Take(notes=sel, pedal=ped, bars=bars, tempo_bpm=60.0 / max(beats, 1e-3))
+    inside = beats[(beats >= downbeats[first]) & (beats < downbeats[last])] if beats is not None else edges
+    beat_s = float(np.median(np.diff(inside))) if len(inside) >= 2 else 1.0
+    return Take(notes=sel, pedal=ped, bars=bars, tempo_bpm=60.0 / max(beat_s, 1e-3))

@@ -278,10 +278,7 @@ def asap_take(piece: Piece, rng: np.random.Generator, target_s: float, out_dir: 
     if chosen is None:
         raise ValueError("no excerpt of 10–40 s between bar lines")
     first, last = chosen
-    take = cut_performance(notes, pedal, downbeats, first, last)
-    inside = beats[(beats >= downbeats[first]) & (beats < downbeats[last])]
-    if len(inside) >= 2:
-        take.tempo_bpm = float(60.0 / np.median(np.diff(inside)))
+    take = cut_performance(notes, pedal, downbeats, first, last, beats)
     score_path = out_dir / "score.mid"
     write_midi_excerpt(perf["midi_score"], score_downbeats[first], score_downbeats[last], score_path)
     score = load_score(score_path)
