@@ -221,8 +221,8 @@ class Engine:
             take.segment_job = self.worker.submit(SEGMENT, lambda: self._segment(take))
             take.segment_job.add_done_callback(lambda f: self._segment_done(take, f))
 
-    def end_take(self, take: Take) -> None:
-        """The take is complete: transcribe its tail now (ahead of other takes' segments)."""
+    def end_take(self, take: Take, client: str = "") -> None:
+        """The take is complete: transcribe its tail now (ahead of other takes' segments); logs one line."""
         if take.ended:
             raise p.ProtocolError(p.TAKE_ENDED, f"take '{take.take_id}' has already ended", take.take_id)
         self._append(take, take.resampler(np.zeros(0, dtype=np.float32), last=True))
@@ -230,30 +230,31 @@ class Engine:
         take.ended_at = time.perf_counter()
         job = self.worker.submit(FINISH, lambda: self._finish(take))
         job.add_done_callback(lambda f: _forward(f, take.notes))
+        take.notes.add_done_callback(lambda f: _log_take(f"{client}/{take.take_id}", take))
 
-    async def take_from_bytes(self, take_id: str, data: bytes, fmt: str) -> Take:
+    async def take_from_bytes(self, take_id: str, data: bytes, fmt: str, client: str = "") -> Take:
         """A take that arrived whole (`take.file`): decode it and transcribe it."""
         path = Path(self.score_dir.name) / f"take-{id(data)}.{fmt}"
         path.write_bytes(data)
         try:
-            return await self.take_from_file(take_id, path)
+            return await self.take_from_file(take_id, path, client)
         finally:
             path.unlink(missing_ok=True)
 
-    async def take_from_file(self, take_id: str, path: str | Path) -> Take:
+    async def take_from_file(self, take_id: str, path: str | Path, client: str = "") -> Take:
         """A take read from an audio file (resampled to the transcriber's rate) and transcribed."""
         samples, _ = await self.worker.submit(
             FINISH, lambda: load_audio(path, self.model_rate, self.limits.max_take_s)
         )
         take = self.start_take(take_id, self.model_rate, 1, "f32le")
         self._append(take, samples)
-        self.end_take(take)
+        self.end_take(take, client)
         return take
 
     def _finish(self, take: Take) -> tuple[list[Note], list[PedalInterval]]:
         """Worker thread: check the audio, transcribe the last segment, free the transcriber state."""
         if take.cancelled:
-            raise asyncio.CancelledError()
+            return [], []  # nobody waits: cancel() already cancelled take.notes
         self._drain(take)
         if take.duration_s < 0.5:
             raise AudioError(f"the take is only {take.duration_s:.2f} s long")
@@ -329,3 +330,16 @@ def _forward(source: asyncio.Future, target: asyncio.Future) -> None:
         target.set_exception(source.exception())
     else:
         target.set_result(source.result())
+
+
+def _log_take(name: str, take: Take) -> None:
+    """The one log line per take."""
+    notes = take.notes
+    if notes.cancelled():
+        log.info("take %s: %.1f s, cancelled", name, take.duration_s)
+    elif notes.exception() is not None:
+        log.info("take %s: %.1f s, %s", name, take.duration_s, notes.exception())
+    else:
+        tail = time.perf_counter() - (take.ended_at or time.perf_counter())
+        log.info("take %s: %.1f s, %d notes, transcribed %.2f s after take end", name, take.duration_s,
+                 len(notes.result()[0]), tail)

@@ -159,7 +159,7 @@ class OscEndpoint:
             self._set_score(sender, session, str(score_path))
 
         async def run() -> None:
-            take = await self.engine.take_from_file(self._new_id(), str(audio_path))
+            take = await self.engine.take_from_file(self._new_id(), str(audio_path), f"osc:{sender[0]}")
             self._set_last(session, take)
             await self._assess(sender, session, take, Path(str(audio_path)).name)
 
@@ -184,7 +184,7 @@ class OscEndpoint:
         take = session.take
         if take is None:
             raise p.ProtocolError(p.NO_TAKE, "/llaqo/take/end before /llaqo/take/start")
-        self.engine.end_take(take)
+        self.engine.end_take(take, f"osc:{sender[0]}")
         self._set_last(session, take)
         self._spawn(sender, self._assess(sender, session, take, take.take_id))
 

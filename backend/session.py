@@ -10,7 +10,6 @@ import asyncio
 import hmac
 import json
 import logging
-import time
 from collections import OrderedDict
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
@@ -113,14 +112,14 @@ class Connection:
                 take = self.engine.start_take(msg.take_id, msg.sample_rate, msg.channels, msg.format)
                 self.takes[msg.take_id] = self.current = take
             case p.TakeEnd():
-                take = self._take(msg.take_id)
-                self.engine.end_take(take)
-                take.notes.add_done_callback(lambda f, t=take: self._log_take(t, f))
+                self.engine.end_take(self._take(msg.take_id), self.client)
             case p.TakeFile():
                 self._make_room(msg.take_id)
-                take = await self.engine.take_from_bytes(msg.take_id, msg.data, msg.format)
+                try:
+                    take = await self.engine.take_from_bytes(msg.take_id, msg.data, msg.format, self.client)
+                except LlaqoError as exc:
+                    raise p.ProtocolError(exc.code, str(exc), msg.take_id) from exc
                 self.takes[msg.take_id] = take
-                take.notes.add_done_callback(lambda f, t=take: self._log_take(t, f))
             case p.ScoreMessage():
                 future = self.engine.parse_score(msg.take_id, msg.data, msg.format)
                 self.scores[msg.take_id] = future
@@ -154,16 +153,6 @@ class Connection:
             self.engine.cancel(old)
             del self.takes[old.take_id]
             self.scores.pop(old.take_id, None)
-
-    def _log_take(self, take: Take, notes: asyncio.Future) -> None:
-        if notes.cancelled():
-            log.info("take %s/%s: cancelled", self.client, take.take_id)
-        elif notes.exception() is not None:
-            log.info("take %s/%s: %.1f s, error: %s", self.client, take.take_id, take.duration_s, notes.exception())
-        else:
-            tail = time.perf_counter() - (take.ended_at or time.perf_counter())
-            log.info("take %s/%s: %.1f s, %d notes, transcribed %.2f s after take end", self.client,
-                     take.take_id, take.duration_s, len(notes.result()[0]), tail)
 
     def _spawn(self, work: Awaitable[None], take_id: str | None = None, request_id: str | None = None) -> None:
         task = asyncio.create_task(self._guard(work, take_id, request_id))

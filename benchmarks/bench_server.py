@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import platform
 import tempfile
@@ -36,7 +37,7 @@ def render_take(seconds: float, out_dir: Path) -> tuple[np.ndarray, Path]:
     score_path = write_music21_score("bach/bwv66.6", out_dir / "bwv66.6.musicxml")
     score = load_score(score_path)
     beats = float(score.note_array["onset_beat"].max() - score.note_array["onset_beat"].min()) + 1.0
-    bpm = 60.0 * beats / (seconds - 1.5)
+    bpm = 60.0 * beats / (seconds - 0.9)
     audio = render_notes(mechanical_performance(score, bpm=bpm), sample_rate=RATE, tail_s=0.5)
     return audio[: int(seconds * RATE)], score_path
 
@@ -74,6 +75,8 @@ async def one_take(url: str, audio: np.ndarray, score_path: Path, take_id: str, 
 
 
 def main() -> None:
+    logging.basicConfig(level=logging.WARNING, format="  server: %(message)s")
+    logging.getLogger("llaqo.server").setLevel(logging.INFO)
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=40.0)
     ap.add_argument("--model", default="tiny", help="tiny (test checkpoint), embedded, a checkpoint dir, or none")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import random
 import tempfile
@@ -55,6 +56,8 @@ def pct(values: list[float], q: float) -> float:
 
 
 def main() -> None:
+    logging.basicConfig(level=logging.WARNING, format="  server: %(message)s")
+    logging.getLogger("llaqo.server").setLevel(logging.INFO)
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--clients", type=int, default=20)
     ap.add_argument("--seconds", type=float, default=8.0)
