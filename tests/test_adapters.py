@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 
-from llaqo_model.analysis.report import Note
+from llaqo_model.analysis.report import TECHNIQUES, Note
 from llaqo_model.cli import main
 from llaqo_training.adapters import import_table, read_rows, resolve_audio
 from llaqo_training.render import render_notes
@@ -62,15 +62,7 @@ def test_real_table_imports_with_partial_audio(table: Path, tmp_path: Path) -> N
         assert e["qa"] and all(q["q"] and q["a"] for q in e["qa"])
         assert e["source"] == f"import:{table.parent.name}"
         if e["technique"] is not None:
-            assert e["technique"] in (
-                "scales",
-                "arpeggios",
-                "ornaments",
-                "repeated_notes",
-                "double_notes",
-                "octaves",
-                "staccato",
-            )
+            assert e["technique"] in TECHNIQUES
     assert table.parent.name in result.summary()
 
 

@@ -18,7 +18,7 @@ import torch
 
 from llaqo_model.model.checkpoint import from_pretrained, save_pretrained
 from llaqo_model.model.llaqo import LlaqoModel, embedded_config
-from llaqo_training.dataset import TrainTake, load_takes, read_manifest
+from llaqo_training.dataset import QA, TrainTake, load_takes, read_manifest
 from llaqo_training.tokenizer import train_tokenizer
 
 log = logging.getLogger(__name__)
@@ -44,6 +44,7 @@ class TrainConfig:
     cache_dir: str | None = None
     threads: int | None = None
     init_from: str | None = None  # continue training a checkpoint (its tokenizer and config) instead
+    label_share: float = 0.5  # share of each take's sampled questions that are label (rating …) questions
 
 
 def fit(
@@ -58,8 +59,14 @@ def fit(
     time_budget_s: float | None = None,
     seed: int = 0,
     log_every: int = 50,
+    label_share: float = 0.5,
 ) -> list[float]:
-    """AdamW with warm-up and cosine decay (gradient checkpointing on GPU); returns the loss of every step."""
+    """AdamW with warm-up and cosine decay (gradient checkpointing on GPU); returns the loss of every step.
+
+    The cosine runs over `steps` or over `time_budget_s`, whichever ends first, so a time-limited run still
+    anneals. About `label_share` of each take's questions are label questions (ratings, difficulty, technique,
+    composer), the rest open questions; without open questions all are label questions.
+    """
     rng = random.Random(seed)
     if model.device.type == "cuda" and model.config.lm.gradient_checkpointing:
         model.lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
@@ -69,14 +76,17 @@ def fit(
     losses: list[float] = []
     start = time.monotonic()
     for step in range(steps):
-        scale = min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * step / steps))
+        progress = step / steps
+        if time_budget_s:
+            progress = max(progress, (time.monotonic() - start) / time_budget_s)
+        scale = min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
         for group in opt.param_groups:
             group["lr"] = lr * max(scale, 0.05)
         batch = rng.sample(takes, min(batch_takes, len(takes)))
         audio = model.encode_audio([t.prepared for t in batch])
         index, questions, reports, answers = [], [], [], []
         for i, take in enumerate(batch):
-            for qa in rng.sample(take.qa, min(questions_per_take, len(take.qa))):
+            for qa in pick_questions(take, questions_per_take, label_share, rng):
                 index.append(i)
                 questions.append(qa.question)
                 reports.append(take.report_text)
@@ -95,6 +105,16 @@ def fit(
             break
     model.eval()
     return losses
+
+
+def pick_questions(take: TrainTake, n: int, label_share: float, rng: random.Random) -> list[QA]:
+    """`n` of the take's questions, about `label_share` of them label questions (when it has both kinds)."""
+    labels = [qa for qa in take.qa if not qa.qtype.startswith("open")]
+    opens = [qa for qa in take.qa if qa.qtype.startswith("open")]
+    if not labels or not opens:
+        return rng.sample(take.qa, min(n, len(take.qa)))
+    n_label = min(len(labels), max(1, round(n * label_share)))
+    return rng.sample(labels, n_label) + rng.sample(opens, min(len(opens), n - n_label))
 
 
 def train(config: TrainConfig) -> Path:
@@ -132,6 +152,7 @@ def train(config: TrainConfig) -> Path:
         config.warmup,
         config.time_budget_s,
         config.seed,
+        label_share=config.label_share,
     )
     elapsed = time.monotonic() - t0
     final = sum(losses[-50:]) / len(losses[-50:])

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from llaqo_model.analysis.report import RUBRIC_KEYS, PerformanceReport
+from llaqo_model.analysis.transcribe import pick_device
 from llaqo_model.errors import ModelError
 from llaqo_model.model.checkpoint import from_pretrained, save_pretrained
 from llaqo_model.model.llaqo import LlaqoModel
@@ -25,13 +26,6 @@ SMALL_MODEL_PARAMS = 50_000_000  # below this, CPU work runs on one thread (tiny
 def default_model_path() -> Path | None:
     """The shipped embedded checkpoint, if installed."""
     return EMBEDDED_DIR if (EMBEDDED_DIR / "config.json").is_file() else None
-
-
-def pick_device(device: str) -> str:
-    """'auto' → 'cuda' when available, else 'cpu'."""
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
 
 
 class Assessor:
