@@ -5,6 +5,7 @@ Also the decoding loop shared by free generation and constrained answers: KV cac
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,7 +82,9 @@ def add_lora(lm: nn.Module, config: LMConfig) -> nn.Module:
         target_modules=list(config.lora_targets),
         task_type="CAUSAL_LM",
     )
-    return get_peft_model(lm, lora)
+    with warnings.catch_warnings():  # peft still calls transformers' deprecated is_gradient_checkpointing
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        return get_peft_model(lm, lora)
 
 
 def load_tokenizer(path: str | Path) -> PreTrainedTokenizerFast:
