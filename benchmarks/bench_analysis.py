@@ -166,15 +166,19 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--hop", type=float, default=TranscriberConfig.hop_s, help="Transkun segment hop (s)")
     parser.add_argument("--fonts", type=int, default=None, help="use only the first N SoundFonts")
+    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"], help="Transkun precision")
     parser.add_argument("--skip-memory", action="store_true")
     args = parser.parse_args()
     if not (args.asap / "metadata.csv").is_file():
         print(f"ASAP not found at {args.asap}; nothing to measure", file=sys.stderr)
         return 1
-    transcriber = Transcriber(TranscriberConfig(hop_s=args.hop))
+    transcriber = Transcriber(TranscriberConfig(hop_s=args.hop, precision=args.precision))
     fonts = available_soundfonts()[: args.fonts]
     rng = random.Random(args.seed)
-    print(f"threads={torch.get_num_threads()} hop={args.hop}s soundfonts={[f.name for f in fonts]}")
+    print(
+        f"threads={torch.get_num_threads()} hop={args.hop}s precision={transcriber.precision} "
+        f"soundfonts={[f.name for f in fonts]}"
+    )
     recall_hits = recall_total = 0
     false_bars, clean_minutes = 0, 0.0
     f1: dict[str, list[float]] = {f.name: [] for f in fonts}

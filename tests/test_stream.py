@@ -24,7 +24,7 @@ def clip(chorale):
 
 def test_streamed_transcription_equals_offline_transkun(analyzer, clip):
     transcriber = analyzer.transcriber
-    with torch.inference_mode():
+    with torch.inference_mode(), transcriber.autocast():  # the same precision on both paths
         events = transcriber.model.transcribe(
             torch.from_numpy(clip).reshape(-1, 1), stepInSecond=12.0, segmentSizeInSecond=16.0
         )

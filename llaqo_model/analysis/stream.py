@@ -40,6 +40,7 @@ class StreamingTranscription:
     def __init__(self, transcriber: Transcriber, config: StreamConfig | None = None) -> None:
         self.config = config or StreamConfig()
         self.model = transcriber.model
+        self.autocast = transcriber.autocast
         self.device = transcriber.device
         self.sample_rate = transcriber.sample_rate
         self._hop = self.model.hopSize
@@ -113,12 +114,13 @@ class StreamingTranscription:
         forced = [max(p - shift, 0) for p in self._last_pos]
         x = torch.from_numpy(np.ascontiguousarray(self._window(start, length))).reshape(1, -1).to(self.device)
         frames = makeFrame(x, model.hopSize, model.windowSize)
-        events, self._last_pos = model.transcribeFrames(
-            frames.unsqueeze(0),
-            forcedStartPos=forced,
-            velocityCriteron="hamming",
-            lastFrameIdx=round(self._segment / model.hopSize),
-        )
+        with self.autocast():
+            events, self._last_pos = model.transcribeFrames(
+                frames.unsqueeze(0),
+                forcedStartPos=forced,
+                velocityCriteron="hamming",
+                lastFrameIdx=round(self._segment / model.hopSize),
+            )
         begin_time = start / self.sample_rate - self._pad_s
         for e in events[0]:
             e.start = max(e.start + begin_time, 0.0)
