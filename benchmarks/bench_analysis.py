@@ -259,8 +259,13 @@ def memory_and_40s(asap: Path, transcriber: Transcriber) -> None:
             f"(RTF {t_all / 40:.2f})"
         )
         five, ped5 = excerpt(notes, pedal, notes[0].onset, notes[0].onset + 300)
+        while five[-1].offset < 300:  # a shorter performance is played again until five minutes are filled
+            shift = five[-1].offset + 1.0
+            five += [replace(n, onset=n.onset + shift, offset=n.offset + shift) for n in five]
+            ped5 += [replace(p, onset=p.onset + shift, offset=p.offset + shift) for p in ped5]
+        five, ped5 = excerpt(five, ped5, 0.0, 300.0)
         path = Path(tmp) / "five_minutes.flac"
-        sf.write(path, render_notes(five, ped5), 44100)
+        sf.write(path, render_notes(five, ped5)[: 300 * 44100], 44100)
         t = time.perf_counter()
         subprocess.run(
             [
@@ -269,7 +274,6 @@ def memory_and_40s(asap: Path, transcriber: Transcriber) -> None:
                 "llaqo_model.cli",
                 "analyze",
                 str(path),
-                "--no-model",
                 "--json",
                 str(Path(tmp) / "r.json"),
             ],
@@ -279,7 +283,8 @@ def memory_and_40s(asap: Path, transcriber: Transcriber) -> None:
         wall = time.perf_counter() - t
         peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
         print(
-            f"5-minute take ({sf.info(str(path)).duration:.0f} s): llaqo analyze peak RSS {peak:.0f} MB, "
+            f"5-minute take ({sf.info(str(path)).duration:.0f} s): llaqo analyze (with the installed model) "
+            f"peak RSS {peak:.0f} MB, "
             f"wall {wall:.0f} s"
         )
 
