@@ -77,6 +77,7 @@ SERVER_FIELDS: dict[str, dict[str, tuple[str, bool]]] = {
         "feedback": ("string", True),
         "bar_comments": ("array", True),
         "expected_ratings": ("object", False),
+        "withheld_comments": ("integer", False),
     },
     "answer.delta": {"request_id": ("string", True), "take_id": ("string", False), "text": ("string", True)},
     "answer": {"request_id": ("string", True), "take_id": ("string", False), "text": ("string", True)},

@@ -111,7 +111,14 @@ def summary_text(result: dict[str, Any]) -> str:
         lines.append(
             f"overall {result['overall']}, difficulty {result['difficulty']}, technique {result['technique']}"
         )
-        lines.append(f"feedback: {result['feedback']}")
+        if result["feedback"]:
+            lines.append(f"feedback: {result['feedback']}")
+        lines.extend(f"  bar {c['bar']} (model): {c['text']}" for c in result.get("bar_comments", []))
+        if result.get("withheld_comments"):
+            lines.append(
+                f"note: {result['withheld_comments']} generated comment(s) withheld: "
+                "they named bars where the analysis found nothing"
+            )
     return "\n".join(lines)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from llaqo_model.model.prompts import FEEDBACK_QUESTION, bar_question, canonical
 EMBEDDED_DIR = Path(__file__).resolve().parent.parent / "assets" / "embedded"
 MAX_BAR_COMMENTS = 6
 MAX_ROWS = 64  # questions per model batch
+BAR_MENTION = re.compile(r"\bbars? (\d+)", re.IGNORECASE)
 SMALL_MODEL_PARAMS = 50_000_000  # below this, CPU work runs on one thread (tiny matmuls lose to thread sync)
 
 
@@ -116,10 +118,13 @@ class Assessor:
             else:
                 out[qtype] = int(choice.answer)
         for (i, bar, _), text in zip(free, answers, strict=True):
+            flagged = {b.bar for b in items[i][2].bars if b.issues}
+            kept = faithful_sentences(text, flagged if bar is None else {bar})
+            results[i]["withheld_comments"] = results[i].get("withheld_comments", 0) + (kept != text)
             if bar is None:
-                results[i]["feedback"] = text
-            else:
-                results[i]["bar_comments"].append({"bar": bar, "text": text})
+                results[i]["feedback"] = kept
+            elif kept:
+                results[i]["bar_comments"].append({"bar": bar, "text": kept})
         for out in results:
             out["ratings"] = {k: out["ratings"][k] for k in RUBRIC_KEYS}
         return results
@@ -145,6 +150,13 @@ class Assessor:
             if delta is None:
                 return
             yield delta
+
+
+def faithful_sentences(text: str, bars: set[int]) -> str:
+    """`text` without the sentences that name a bar outside `bars` (the analysis found nothing there)."""
+    sentences = re.split(r"(?<=[.!?])\s+", text.strip())
+    named = [{int(n) for n in BAR_MENTION.findall(s)} for s in sentences]
+    return " ".join(s for s, b in zip(sentences, named, strict=True) if b <= bars).strip()
 
 
 def build_tiny_checkpoint(path: str | Path) -> Path:
