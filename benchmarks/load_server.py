@@ -1,6 +1,6 @@
 """Load: N clients stream takes at once; prints throughput, p50/p95 latency, peak memory, model batches.
 
-    python benchmarks/load_server.py [--clients 20] [--seconds 8] [--model tiny|embedded|PATH|none] [--fast]
+    python benchmarks/load_server.py [--clients 20] [--seconds 12] [--model tiny|embedded|PATH|none] [--fast]
 
 Every client streams the chorale (rendered at a tempo that lasts `--seconds`) with its score, in
 real time unless `--fast`, sends take.end and assess, and checks that its report is correct (every
@@ -60,7 +60,12 @@ def main() -> None:
     logging.getLogger("llaqo.server").setLevel(logging.INFO)
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--clients", type=int, default=20)
-    ap.add_argument("--seconds", type=float, default=8.0)
+    ap.add_argument(
+        "--seconds",
+        type=float,
+        default=12.0,
+        help="take length (the chorale at < 12 s is too fast to transcribe note-perfectly)",
+    )
     ap.add_argument("--model", default="tiny")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--fast", action="store_true", help="stream as fast as possible instead of in real time")
@@ -75,16 +80,22 @@ def main() -> None:
     reports = [r["report_s"] for r in results]
     peak = max(r["stats"]["peak_rss_mb"] for r in results)
     held = max(r["stats"]["buffered_audio_s"] for r in results)
-    print(f"{args.clients} clients × {len(audio) / RATE:.1f} s takes ({'fast' if args.fast else 'real time'}), "
-          f"device {engine.transcriber.device}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
+    print(
+        f"{args.clients} clients × {len(audio) / RATE:.1f} s takes ({'fast' if args.fast else 'real time'}), "
+        f"device {engine.transcriber.device}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}"
+    )
     print(f"correct reports: {sum(r['correct'] for r in results)}/{len(results)}")
-    print(f"wall {wall:.1f} s; throughput {len(results) / wall * 60:.1f} takes/min, "
-          f"{len(results) * len(audio) / RATE / wall:.2f} s of audio per second")
+    print(
+        f"wall {wall:.1f} s; throughput {len(results) / wall * 60:.1f} takes/min, "
+        f"{len(results) * len(audio) / RATE / wall:.2f} s of audio per second"
+    )
     print(f"take.end→report: p50 {pct(reports, 50):.2f} s, p95 {pct(reports, 95):.2f} s, max {max(reports):.2f} s")
     if results[0]["assessment_s"] is not None:
         assess = [r["assessment_s"] for r in results]
-        print(f"take.end→assessment: p50 {pct(assess, 50):.2f} s, p95 {pct(assess, 95):.2f} s; "
-              f"model batches {batches} ({len(batches)} model calls for {len(results)} takes)")
+        print(
+            f"take.end→assessment: p50 {pct(assess, 50):.2f} s, p95 {pct(assess, 95):.2f} s; "
+            f"model batches {batches} ({len(batches)} model calls for {len(results)} takes)"
+        )
     print(f"server peak RSS {peak:.0f} MB; most audio held at once {held:.0f} s")
 
 
