@@ -40,6 +40,7 @@ from llaqo_training.render import available_soundfonts, render_notes
 
 REPO = Path(__file__).resolve().parents[1]
 NOTE_ERRORS = {"wrong_note", "missed_note", "extra_note"}
+NOTE_TROUBLE = NOTE_ERRORS | {"unclear", "restart"}  # what a clean take must not be told
 LEAD_S = 0.08
 
 
@@ -123,8 +124,9 @@ def onset_f1(reference: list[Note], estimate: list[Note]) -> float:
     ]
 
 
-def flagged_bars(report) -> set[int]:
-    return {bar for bar, issue in report.issues() if issue.kind in NOTE_ERRORS}
+def flagged_bars(report, kinds: set[str] = NOTE_ERRORS) -> set[int]:
+    """Bars with an issue of one of `kinds`."""
+    return {bar for bar, issue in report.issues() if issue.kind in kinds}
 
 
 def sample_pieces(asap: Path, count: int, seed: int) -> list[dict]:
@@ -196,7 +198,7 @@ def main() -> int:
             print(f"skip {row['folder']}: {exc}")
             continue
         # What the pianist's own MIDI shows against the score: real slips and edition differences.
-        own = flagged_bars(report_from_notes(notes, pedal, notes[-1].offset + 0.5, "midi", score))
+        own = flagged_bars(report_from_notes(notes, pedal, notes[-1].offset + 0.5, "midi", score), NOTE_TROUBLE)
         for font in fonts:
             for label, take in (("clean", notes), ("faulty", faulty)):
                 audio = render_notes(take, pedal, soundfont=font)
@@ -207,7 +209,7 @@ def main() -> int:
                 t_all = time.perf_counter() - t
                 rtf_tr.append(t_tr / (len(audio) / 44100))
                 rtf_all.append(t_all / (len(audio) / 44100))
-                flagged = flagged_bars(report)
+                flagged = flagged_bars(report, NOTE_TROUBLE if label == "clean" else NOTE_ERRORS)
                 if label == "clean":
                     f1[font.name].append(onset_f1(take, est))
                     false_bars += len(flagged)

@@ -81,6 +81,30 @@ def test_missed_and_extra_notes_are_located(chorale, clean_notes):
     assert "was not played" in missed_issue.detail
 
 
+def test_restart_in_bar_4_is_one_restart_not_a_list_of_extra_notes(chorale, clean_notes):
+    """The player breaks off in the middle of bar 4, pauses, and plays bar 4 again from its start."""
+    bar4 = [n for i, n in enumerate(clean_notes) if i >= note_in_bar(chorale, clean_notes, 4, bpm=BPM)]
+    bar5_start = clean_notes[note_in_bar(chorale, clean_notes, 5, bpm=BPM)].onset
+    start = bar4[0].onset
+    stop = start + (bar5_start - start) / 2
+    attempt = [replace(n, offset=min(n.offset, stop)) for n in bar4 if n.onset < stop - 1e-3]
+    shift = stop - start + 1.0  # a second's pause, then bar 4 again
+    notes = [n for n in clean_notes if n.onset < start] + attempt
+    notes += [replace(n, onset=n.onset + shift, offset=n.offset + shift) for n in clean_notes if n.onset >= start]
+    report = report_from_notes(notes, [], notes[-1].offset + 1, "t", chorale)
+    assert len(attempt) >= 4
+    assert report.bars_with("restart") == [4]
+    assert _errors(report) == []
+    restart = next(i for _, i in report.issues() if i.kind == "restart")
+    assert abs(restart.time_s - (start + shift)) < 0.05 and "started again" in restart.detail
+    assert report.alignment.restarts == 1 and report.alignment.extra == 0
+
+
+def test_clean_take_has_no_restart(chorale, clean_notes):
+    report = report_from_notes(clean_notes, [], clean_notes[-1].offset + 1, "t", chorale)
+    assert report.bars_with("restart") == [] and report.alignment.restarts == 0
+
+
 def test_rushed_bar_is_flagged_as_rushing(chorale, clean_notes):
     bar6 = next(r for r in chorale.bars if r["bar"] == 6)
     beat_s = 60 / BPM

@@ -2,6 +2,8 @@
 
 matched: score note played; missed: score note not played; extra: played note not in the score;
 wrong: a missed score note and an extra played note at the same score position.
+restart: the player broke off and went back — a run of extra notes that the take repeats at one time
+shift. The abandoned attempt is set aside and the rest aligned again, so its notes are not extra notes.
 """
 
 from __future__ import annotations
@@ -20,6 +22,12 @@ MIN_COVERAGE = 0.5
 WRONG_NOTE_WINDOW_S = 0.12
 WRONG_NOTE_MAX_INTERVAL = 7
 ORNAMENT_WINDOW_S = 1.2
+RESTART_MIN_NOTES = 3
+RESTART_GAP_S = 1.0
+RESTART_WINDOW_S = 15.0
+RESTART_SUPPORT = 0.6
+RESTART_MIN_SHIFT_S = 0.3
+RESTART_PAUSE_S = 0.4
 
 _PERF_DTYPE = [
     ("onset_sec", "f4"),
@@ -80,6 +88,16 @@ def fit_time_map(score_beats: np.ndarray, perf_seconds: np.ndarray) -> TimeMap:
 
 
 @dataclass
+class Restart:
+    """An abandoned attempt (`notes`, indices into the performed notes) and where the player took it up
+    again: score note `score_note`, at `time_s`."""
+
+    notes: list[int]
+    score_note: int
+    time_s: float
+
+
+@dataclass
 class Alignment:
     """Indices into the score note array (`score.note_array`) and the performed note list."""
 
@@ -88,6 +106,7 @@ class Alignment:
     missed: list[int] = field(default_factory=list)
     extra: list[int] = field(default_factory=list)
     wrong: list[tuple[int, int]] = field(default_factory=list)
+    restarts: list[Restart] = field(default_factory=list)
     time_map: TimeMap | None = None
     summary: AlignmentSummary = field(default_factory=AlignmentSummary)
     in_take: np.ndarray | None = None
@@ -123,7 +142,125 @@ class Alignment:
 
 
 def align_to_score(score: Score, notes: list[Note]) -> Alignment:
-    """Align performed notes to the score and classify every note."""
+    """Align performed notes to the score and classify every note; set restarts' abandoned attempts aside."""
+    result = _align(score, notes)
+    attempts = _abandoned_attempts(result.extra, notes) if result.summary.matches_score else []
+    if not attempts:
+        return result
+    dropped = set().union(*(abandoned for abandoned, _ in attempts))
+    keep = [i for i in range(len(notes)) if i not in dropped]
+    again = _align(score, [notes[i] for i in keep])
+    again.matched = [(s, keep[p]) for s, p in again.matched]
+    again.wrong = [(s, keep[p]) for s, p in again.wrong]
+    again.extra = [keep[p] for p in again.extra]
+    by_time = sorted(again.matched, key=lambda sp: notes[sp[1]].onset)
+    for abandoned, resume in attempts:
+        # where the player took up again: the first matched note from the resumed attempt's start on
+        taken_up = next((s for s, p in by_time if notes[p].onset >= notes[resume].onset - 0.05), None)
+        if taken_up is not None:
+            again.restarts.append(Restart(sorted(abandoned), taken_up, round(notes[resume].onset, 3)))
+    again.summary.performed_notes = len(notes)
+    again.summary.restarts = len(again.restarts)
+    return again
+
+
+def _abandoned_attempts(extra: list[int], notes: list[Note]) -> list[tuple[set[int], int]]:
+    """Runs of extra notes that the take plays twice at one time shift: (the earlier attempt's notes,
+    the first note of the later one)."""
+    onsets = np.unique([n.onset for n in notes])
+    pause = _pause_s(onsets)
+    attempts: list[tuple[set[int], int]] = []
+    for run in _runs(sorted(extra, key=lambda i: notes[i].onset), notes, RESTART_GAP_S):
+        found = _attempt(run, notes, onsets, pause)
+        # the abandoned attempt and the resumed one may both have left extra notes: split at the break
+        parts = [found] if found else [_attempt(part, notes, onsets, pause) for part in _runs(run, notes, pause)]
+        for attempt in filter(None, parts):
+            abandoned, resume = attempt
+            if attempts and _same_attempt(attempts[-1][0], abandoned, notes):  # both passes left extras
+                abandoned |= attempts[-1][0]
+                resume = min(resume, attempts.pop()[1], key=lambda i: notes[i].onset)
+            attempts.append((abandoned, resume))
+    return attempts
+
+
+def _same_attempt(a: set[int], b: set[int], notes: list[Note]) -> bool:
+    """Whether two sets of abandoned notes belong to one attempt (they share notes or interleave)."""
+    span_a = [notes[i].onset for i in a]
+    span_b = [notes[i].onset for i in b]
+    return bool(a & b) or (min(span_b) <= max(span_a) + RESTART_GAP_S and min(span_a) <= max(span_b) + RESTART_GAP_S)
+
+
+def _runs(ordered: list[int], notes: list[Note], max_gap: float) -> list[list[int]]:
+    """Split notes (in onset order) where consecutive onsets are `max_gap` or more apart."""
+    runs: list[list[int]] = []
+    for p in ordered:
+        if runs and notes[p].onset - notes[runs[-1][-1]].onset < max_gap:
+            runs[-1].append(p)
+        else:
+            runs.append([p])
+    return runs
+
+
+def _attempt(run: list[int], notes: list[Note], onsets: np.ndarray, pause: float) -> tuple[set[int], int] | None:
+    """(abandoned notes, first resumed note) when `run` is one of two passes over a passage with a break."""
+    if len(run) < RESTART_MIN_NOTES:
+        return None
+    pairs = _repeated_at_one_shift(run, notes)
+    if len(pairs) < RESTART_SUPPORT * len(run):
+        return None
+    pairs.sort(key=lambda pair: notes[pair[0]].onset)
+    if notes[pairs[0][1]].onset > notes[pairs[0][0]].onset:
+        abandoned, resume = {p for p, _ in pairs}, pairs[0][1]
+    else:
+        abandoned, resume = {m for _, m in pairs}, pairs[0][0]
+    return (abandoned, resume) if _broke_off(abandoned, resume, notes, onsets, pause) else None
+
+
+def _pause_s(onsets: np.ndarray) -> float:
+    """An onset gap that means the playing stopped: at least RESTART_PAUSE_S and several times the
+    take's usual gap (a virtuoso run never breaks off)."""
+    usual = float(np.median(np.diff(onsets))) if len(onsets) > 2 else 0.0
+    return max(RESTART_PAUSE_S, 2.5 * usual)
+
+
+def _broke_off(abandoned: set[int], resume: int, notes: list[Note], onsets: np.ndarray, pause: float) -> bool:
+    """Whether the playing stops between the abandoned attempt and the resumed one."""
+    last = max(notes[i].onset for i in abandoned)
+    between = onsets[(onsets >= last) & (onsets <= notes[resume].onset)]
+    return len(between) > 1 and float(np.diff(between).max()) >= pause
+
+
+def _repeated_at_one_shift(run: list[int], notes: list[Note]) -> list[tuple[int, int]]:
+    """(run note, other note of the same pitch) pairs at the one time shift that pairs the most run notes
+    (the nearest such shift: an exercise repeats its pattern every bar, a restart goes back a little)."""
+    inside = set(run)
+    t0 = notes[run[0]].onset
+    gap = notes[run[-1]].onset - t0 + RESTART_MIN_SHIFT_S  # one attempt comes after the other, never inside it
+    near = {
+        p: [
+            (m, other.onset - notes[p].onset)
+            for m, other in enumerate(notes)
+            if m not in inside
+            and other.pitch == notes[p].pitch
+            and gap < abs(other.onset - notes[p].onset) < RESTART_WINDOW_S
+        ]
+        for p in run
+    }
+    best: list[tuple[int, int]] = []
+    for shift in sorted({round(d, 1) for options in near.values() for _, d in options}, key=abs):
+        pairs = []
+        for p, options in near.items():
+            tolerance = 0.15 + 0.15 * (notes[p].onset - t0)
+            fits = [(abs(d - shift), m) for m, d in options if abs(d - shift) <= tolerance]
+            if fits:
+                pairs.append((p, min(fits)[1]))
+        if len(pairs) > len(best):
+            best = pairs
+    return best
+
+
+def _align(score: Score, notes: list[Note]) -> Alignment:
+    """One alignment pass: match, then classify missed, extra and wrong notes."""
     na = score.note_array
     result = Alignment(score=score)
     result.summary.score_notes = len(na)
@@ -232,3 +369,4 @@ def _pair_wrong_notes(
         used_p.add(p)
         alignment.wrong.append((s, p))
     return [s for s in missed if s not in used_s], [p for p in extra if p not in used_p]
+

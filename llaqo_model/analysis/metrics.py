@@ -177,6 +177,15 @@ def _note_errors(
                     expected_pitch=int(na["pitch"][s]),
                 )
             )
+    for restart in alignment.restarts:
+        if in_row(restart.score_note):
+            bar.issues.append(
+                Issue(
+                    kind="restart",
+                    detail=f"bar {bar.bar}: stopped and started again from {where(restart.score_note)}",
+                    time_s=restart.time_s,
+                )
+            )
     matched_velocity = [notes[p].velocity for _, p in alignment.matched]
     for p in alignment.extra:
         n = notes[p]

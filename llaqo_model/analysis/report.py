@@ -46,6 +46,7 @@ ISSUE_KINDS: tuple[str, ...] = (
     "articulation",
     "asynchrony",
     "pedal_blur",
+    "restart",
     "unclear",
 )
 
@@ -77,6 +78,7 @@ class AlignmentSummary:
     missed: int = 0
     extra: int = 0
     wrong: int = 0
+    restarts: int = 0
     score_notes: int = 0
     performed_notes: int = 0
     matches_score: bool = True
