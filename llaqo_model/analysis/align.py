@@ -167,13 +167,21 @@ def align_to_score(score: Score, notes: list[Note]) -> Alignment:
 def _abandoned_attempts(extra: list[int], notes: list[Note]) -> list[tuple[set[int], int]]:
     """Runs of extra notes that the take plays twice at one time shift: (the earlier attempt's notes,
     the first note of the later one)."""
+    if len(extra) < RESTART_MIN_NOTES:
+        return []
     onsets = np.unique([n.onset for n in notes])
     pause = _pause_s(onsets)
+    by_pitch: dict[int, list[int]] = {}
+    for i, n in enumerate(notes):
+        by_pitch.setdefault(n.pitch, []).append(i)
     attempts: list[tuple[set[int], int]] = []
     for run in _runs(sorted(extra, key=lambda i: notes[i].onset), notes, RESTART_GAP_S):
-        found = _attempt(run, notes, onsets, pause)
+        found = _attempt(run, notes, by_pitch, onsets, pause)
         # the abandoned attempt and the resumed one may both have left extra notes: split at the break
-        parts = [found] if found else [_attempt(part, notes, onsets, pause) for part in _runs(run, notes, pause)]
+        if found:
+            parts = [found]
+        else:
+            parts = [_attempt(part, notes, by_pitch, onsets, pause) for part in _runs(run, notes, pause)]
         for attempt in filter(None, parts):
             abandoned, resume = attempt
             if attempts and _same_attempt(attempts[-1][0], abandoned, notes):  # both passes left extras
@@ -184,10 +192,10 @@ def _abandoned_attempts(extra: list[int], notes: list[Note]) -> list[tuple[set[i
 
 
 def _same_attempt(a: set[int], b: set[int], notes: list[Note]) -> bool:
-    """Whether two sets of abandoned notes belong to one attempt (they share notes or interleave)."""
+    """Whether two sets of abandoned notes belong to one attempt (their time spans meet)."""
     span_a = [notes[i].onset for i in a]
     span_b = [notes[i].onset for i in b]
-    return bool(a & b) or (min(span_b) <= max(span_a) + RESTART_GAP_S and min(span_a) <= max(span_b) + RESTART_GAP_S)
+    return min(span_b) <= max(span_a) + RESTART_GAP_S and min(span_a) <= max(span_b) + RESTART_GAP_S
 
 
 def _runs(ordered: list[int], notes: list[Note], max_gap: float) -> list[list[int]]:
@@ -201,11 +209,13 @@ def _runs(ordered: list[int], notes: list[Note], max_gap: float) -> list[list[in
     return runs
 
 
-def _attempt(run: list[int], notes: list[Note], onsets: np.ndarray, pause: float) -> tuple[set[int], int] | None:
+def _attempt(
+    run: list[int], notes: list[Note], by_pitch: dict[int, list[int]], onsets: np.ndarray, pause: float
+) -> tuple[set[int], int] | None:
     """(abandoned notes, first resumed note) when `run` is one of two passes over a passage with a break."""
     if len(run) < RESTART_MIN_NOTES:
         return None
-    pairs = _repeated_at_one_shift(run, notes)
+    pairs = _repeated_at_one_shift(run, notes, by_pitch)
     if len(pairs) < RESTART_SUPPORT * len(run):
         return None
     pairs.sort(key=lambda pair: notes[pair[0]].onset)
@@ -230,7 +240,7 @@ def _broke_off(abandoned: set[int], resume: int, notes: list[Note], onsets: np.n
     return len(between) > 1 and float(np.diff(between).max()) >= pause
 
 
-def _repeated_at_one_shift(run: list[int], notes: list[Note]) -> list[tuple[int, int]]:
+def _repeated_at_one_shift(run: list[int], notes: list[Note], by_pitch: dict[int, list[int]]) -> list[tuple[int, int]]:
     """(run note, other note of the same pitch) pairs at the one time shift that pairs the most run notes
     (the nearest such shift: an exercise repeats its pattern every bar, a restart goes back a little)."""
     inside = set(run)
@@ -238,11 +248,9 @@ def _repeated_at_one_shift(run: list[int], notes: list[Note]) -> list[tuple[int,
     gap = notes[run[-1]].onset - t0 + RESTART_MIN_SHIFT_S  # one attempt comes after the other, never inside it
     near = {
         p: [
-            (m, other.onset - notes[p].onset)
-            for m, other in enumerate(notes)
-            if m not in inside
-            and other.pitch == notes[p].pitch
-            and gap < abs(other.onset - notes[p].onset) < RESTART_WINDOW_S
+            (m, notes[m].onset - notes[p].onset)
+            for m in by_pitch[notes[p].pitch]
+            if m not in inside and gap < abs(notes[m].onset - notes[p].onset) < RESTART_WINDOW_S
         ]
         for p in run
     }
@@ -369,4 +377,3 @@ def _pair_wrong_notes(
         used_p.add(p)
         alignment.wrong.append((s, p))
     return [s for s in missed if s not in used_s], [p for p in extra if p not in used_p]
-
