@@ -2,10 +2,11 @@
 
 CPU (embedded checkpoint): model memory, first answer token latency after the report is ready, tokens/s.
 GPU (`--paper`, random weights, nothing downloaded): one bf16 LoRA training step of the paper-scale model
-at batch ≥ 4 with 40 s audio (peak memory), and generation tokens/s against the memory-bandwidth limit.
+at batch ≥ 4 with 40 s audio (peak memory), single-stream generation tokens/s against the memory-bandwidth
+limit, and batched generation throughput.
 
     python benchmarks/bench_model.py [--model DIR] [--seconds 30] [--threads 2]
-    python benchmarks/bench_model.py --paper --batch 4 --bandwidth-gbs 3350   # on a GPU machine
+    python benchmarks/bench_model.py --paper --skip-cpu --batch 4   # on a GPU machine
 """
 
 from __future__ import annotations
@@ -44,14 +45,24 @@ def demo_report(seconds: float) -> PerformanceReport:
     )
 
 
-def tokens_per_s(model, audio, n_tokens: int) -> float:
-    """Steady-state decoding speed: exactly `n_tokens` greedy steps with the KV cache (EOS ignored)."""
-    embeds, mask, _ = model.embed_prompts(audio, ["What feedback would you give this pianist?"], [None])
-    steps = decode(model.lm, embeds, mask, n_tokens + 1, eos_id=-1)
+# Peak memory bandwidth (GB/s) of the GPUs we run on, by name; --bandwidth-gbs overrides.
+BANDWIDTH_GBS = {"H200": 4800.0, "H100": 3350.0, "A100": 2039.0}
+
+
+def tokens_per_s(model, audio, n_tokens: int, compiled: bool = False) -> float:
+    """Steady-state decoding speed over all rows of `audio`: `n_tokens` greedy steps with the KV cache
+    (EOS ignored), counted per generated token of every row; `compiled`: static cache + CUDA graph."""
+    batch = audio.feats.shape[0]
+    embeds, mask, _ = model.embed_prompts(audio, ["What feedback would you give this pianist?"] * batch, [None] * batch)
+    steps = decode(model.lm, embeds, mask, n_tokens + 1, eos_id=-1, compiled=compiled)
     next(steps)  # the prefill step
+    if embeds.is_cuda:
+        torch.cuda.synchronize()
     start = time.perf_counter()
     count = sum(1 for _ in steps)
-    return count / (time.perf_counter() - start)
+    if embeds.is_cuda:
+        torch.cuda.synchronize()
+    return batch * count / (time.perf_counter() - start)
 
 
 def bench_cpu(args: argparse.Namespace) -> dict:
@@ -93,6 +104,34 @@ def bench_cpu(args: argparse.Namespace) -> dict:
     }
 
 
+def train_step_figures(model, prepared, args: argparse.Namespace) -> dict:
+    """Median time and peak GPU memory of `args.steps` LoRA training steps at batch `args.batch`."""
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+    torch.cuda.reset_peak_memory_stats()
+    step_times = []
+    for _ in range(args.steps):
+        torch.cuda.synchronize()
+        start = time.perf_counter()
+        audio = model.encode_audio([prepared] * args.batch)
+        answers = ["The left hand was uneven in bars 3 to 7; keep the semiquavers steady."] * args.batch
+        loss = model(audio, ["What feedback would you give this pianist?"] * args.batch, [None] * args.batch, answers)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        torch.cuda.synchronize()
+        step_times.append(time.perf_counter() - start)
+    peak_gb = torch.cuda.max_memory_allocated() / 2**30
+    print(f"paper-scale LoRA step: batch {args.batch}, {np.median(step_times[1:]):.3f} s, peak {peak_gb:.2f} GiB",
+          flush=True)
+    return {
+        "train_batch": args.batch,
+        "audio_seconds": 40.0,
+        "train_step_s": round(float(np.median(step_times[1:] or step_times)), 3),
+        "train_peak_memory_gib": round(peak_gb, 2),
+        "fits_80gb": peak_gb * 2**30 < 80e9,
+    }
+
+
 def bench_paper_gpu(args: argparse.Namespace) -> dict:
     """Paper-scale model (random weights, bf16, LoRA, gradient checkpointing) on one GPU."""
     from llaqo_model.model.llaqo import LlaqoModel, paper_config
@@ -114,37 +153,41 @@ def bench_paper_gpu(args: argparse.Namespace) -> dict:
     model.train()
     samples = take(40.0)
     prepared = model.prepare(samples, 16000)
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
-    torch.cuda.reset_peak_memory_stats()
-    step_times = []
-    for _ in range(3):
-        torch.cuda.synchronize()
-        start = time.perf_counter()
-        audio = model.encode_audio([prepared] * args.batch)
-        answers = ["The left hand was uneven in bars 3 to 7; keep the semiquavers steady."] * args.batch
-        loss = model(audio, ["What feedback would you give this pianist?"] * args.batch, [None] * args.batch, answers)
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        torch.cuda.synchronize()
-        step_times.append(time.perf_counter() - start)
-    peak_gb = torch.cuda.max_memory_allocated() / 2**30
+    train = train_step_figures(model, prepared, args) if args.steps else {}
     model.eval()
+    batched = {}
     with torch.no_grad():
-        audio = model.encode_audio([prepared])
-        tps = tokens_per_s(model, audio, args.tokens)
+        tokens_per_s(model, model.encode_audio([prepared]), 8)  # warm-up
+        tps = tokens_per_s(model, model.encode_audio([prepared]), args.tokens)
+        for b in args.gen_batches:
+            batched[str(b)] = round(tokens_per_s(model, model.encode_audio([prepared] * b), args.tokens), 1)
+        compiled = {}
+        for b in [1, *args.gen_batches]:
+            audio = model.encode_audio([prepared] * b)
+            start = time.perf_counter()
+            tokens_per_s(model, audio, args.tokens, compiled=True)  # compiles the step for this shape
+            warm = time.perf_counter() - start
+            compiled[str(b)] = round(tokens_per_s(model, audio, args.tokens, compiled=True), 1)
+            compiled[f"{b}_compile_s"] = round(warm, 1)
+        with torch.compiler.set_stance(skip_guard_eval_unsafe=True):  # same shapes: guards already passed
+            audio = model.encode_audio([prepared])
+            compiled["1_without_guard_checks"] = round(tokens_per_s(model, audio, args.tokens, compiled=True), 1)
     weight_bytes = sum(p.numel() * p.element_size() for p in model.lm.parameters())
-    bound = args.bandwidth_gbs * 1e9 / weight_bytes
+    name = torch.cuda.get_device_name()
+    gbs = args.bandwidth_gbs or next((v for k, v in BANDWIDTH_GBS.items() if k in name), 3350.0)
+    bound = gbs * 1e9 / weight_bytes
     return {
-        "device": torch.cuda.get_device_name(),
-        "train_batch": args.batch,
-        "audio_seconds": 40.0,
-        "train_step_s": round(float(np.median(step_times[1:])), 3),
-        "train_peak_memory_gb": round(peak_gb, 2),
-        "fits_80gb": peak_gb < 80,
+        "device": name,
+        **train,
+        "lm_weights_gb": round(weight_bytes / 1e9, 2),
+        "bandwidth_gbs": gbs,
         "generation_tokens_per_s": round(tps, 1),
+        "ms_per_token": round(1000 / tps, 2),
         "bandwidth_bound_tokens_per_s": round(bound, 1),
         "fraction_of_bound": round(tps / bound, 3),
+        "batched_tokens_per_s": batched,
+        "compiled_tokens_per_s": compiled,
+        "compiled_fraction_of_bound": round(compiled["1"] / bound, 3),
     }
 
 
@@ -155,10 +198,13 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--tokens", type=int, default=64, help="tokens to generate for the speed test")
     parser.add_argument("--paper", action="store_true", help="also benchmark the paper-scale model (GPU)")
-    parser.add_argument("--batch", type=int, default=4)
-    parser.add_argument("--bandwidth-gbs", type=float, default=3350.0, help="GPU memory bandwidth (H100 SXM)")
+    parser.add_argument("--skip-cpu", action="store_true", help="skip the embedded CPU benchmark")
+    parser.add_argument("--batch", type=int, default=4, help="training batch of the paper-scale step")
+    parser.add_argument("--steps", type=int, default=3, help="paper-scale training steps to time (0: none)")
+    parser.add_argument("--gen-batches", type=int, nargs="*", default=[16], help="batched generation sizes")
+    parser.add_argument("--bandwidth-gbs", type=float, default=None, help="GPU memory bandwidth (default: by GPU name)")
     args = parser.parse_args()
-    results = {"embedded_cpu": bench_cpu(args)}
+    results = {} if args.skip_cpu else {"embedded_cpu": bench_cpu(args)}
     if args.paper:
         results["paper_gpu"] = bench_paper_gpu(args)
     print(json.dumps(results, indent=1))

@@ -1,10 +1,13 @@
 """Latency of the server for a take streamed in real time: take.end → report, → assessment, → first answer token.
 
     python benchmarks/bench_server.py [--seconds 40] [--model tiny|embedded|PATH|none] [--device auto]
+    python benchmarks/bench_server.py --save-take DIR   # write the rendered take and its score, then stop
+    python benchmarks/bench_server.py --take DIR/take.flac --score DIR/score.musicxml
 
 Starts an in-process server (real WebSocket on loopback), renders the Bach chorale BWV 66.6 with a
-SoundFont at a tempo that makes the take `--seconds` long, streams it in 50 ms frames paced like a
-recording, sends take.end and assess at once, and prints the latencies.
+SoundFont at a tempo that makes the take `--seconds` long (or reads a take saved earlier, for machines
+without a SoundFont renderer), streams it in 50 ms frames paced like a recording, sends take.end and
+assess at once, and prints the latencies.
 """
 
 from __future__ import annotations
@@ -19,11 +22,13 @@ import time
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
 import torch
 
 from llaqo_backend.harness import ServerThread
 from llaqo_backend.server import Server, ServerConfig, build_engine
 from llaqo_bridge.client import LlaqoClient
+from llaqo_model.analysis.audio import load_audio
 
 RATE = 44100
 
@@ -82,9 +87,18 @@ def main() -> None:
     ap.add_argument("--model", default="tiny", help="tiny (test checkpoint), embedded, a checkpoint dir, or none")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--runs", type=int, default=1)
+    ap.add_argument("--take", type=Path, help="a saved take (with --score) instead of rendering one")
+    ap.add_argument("--score", type=Path)
+    ap.add_argument("--save-take", type=Path, help="write take.flac and score.musicxml here and stop")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        audio, score_path = render_take(args.seconds, Path(tmp))
+        if args.take:
+            audio, score_path = load_audio(args.take, RATE)[0], args.score
+        else:
+            audio, score_path = render_take(args.seconds, Path(args.save_take or tmp))
+        if args.save_take:
+            sf.write(args.save_take / "take.flac", audio, RATE)
+            return
         engine = build_engine(model_argument(args.model, Path(tmp)), args.device)
         print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}, "
               f"device {engine.transcriber.device}, load average {os.getloadavg()[0]:.1f}")

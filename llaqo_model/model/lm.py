@@ -5,6 +5,7 @@ Also the decoding loop shared by free generation and constrained answers: KV cac
 
 from __future__ import annotations
 
+import inspect
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -15,6 +16,10 @@ import torch.nn as nn
 from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from llaqo_model.errors import ModelError
+
+# transformers renamed the forward argument that carries the KV cache (`past_key_values` → `cache`);
+# an unknown name would be swallowed by **kwargs and silently decode without the cache.
+CACHE_ARG = "cache" if "cache" in inspect.signature(LlamaForCausalLM.forward).parameters else "past_key_values"
 
 
 @dataclass
@@ -126,6 +131,22 @@ class Step:
     logprobs: torch.Tensor
 
 
+def _forward_logits(lm: nn.Module, cache, **inputs: torch.Tensor) -> torch.Tensor:
+    """One forward pass with the KV cache; the last position's logits."""
+    return lm(use_cache=True, logits_to_keep=1, **{CACHE_ARG: cache}, **inputs).logits[:, -1]
+
+
+_compiled_forward = None
+
+
+def compiled_forward():
+    """`_forward_logits` compiled once with CUDA graphs (torch.compile 'reduce-overhead')."""
+    global _compiled_forward
+    if _compiled_forward is None:
+        _compiled_forward = torch.compile(_forward_logits, mode="reduce-overhead")
+    return _compiled_forward
+
+
 @torch.no_grad()
 def decode(
     lm: nn.Module,
@@ -135,31 +156,36 @@ def decode(
     eos_id: int,
     tries: list[Trie | None] | None = None,
     temperature: float = 0.0,
+    compiled: bool = False,
 ) -> Iterator[Step]:
     """Greedy (or sampled) decoding from left-padded input embeddings with a KV cache.
 
     Rows with a `Trie` only get tokens the trie allows, and stop after their EOS. Yields every step.
+    `compiled` (for CUDA): a static KV cache and one CUDA-graph step of fixed shapes, which removes the
+    per-token kernel-launch overhead of eager decoding; the first call compiles.
     """
-    from transformers import DynamicCache
+    from transformers import DynamicCache, StaticCache
 
-    b = embeds.shape[0]
+    b, length = embeds.shape[:2]
     mask = attention_mask.long()
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
-    cache = DynamicCache()
-    out = lm(
-        inputs_embeds=embeds,
-        attention_mask=mask,
-        position_ids=positions,
-        cache=cache,
-        use_cache=True,
-        logits_to_keep=1,
-    )
     emb = lm.get_input_embeddings()
+    if compiled:
+        cache = StaticCache(config=lm.config, max_cache_len=length + max_new_tokens)
+        mask = torch.cat([mask, mask.new_ones(b, max_new_tokens)], dim=1)  # later slots: hidden by causality
+        step = compiled_forward()
+    else:
+        cache, step = DynamicCache(), _forward_logits
+    cache_pos = torch.arange(length, device=embeds.device)
+    logits = _forward_logits(
+        lm, cache, inputs_embeds=embeds, attention_mask=mask, position_ids=positions, cache_position=cache_pos
+    )
     done = torch.zeros(b, dtype=torch.bool, device=embeds.device)
     generated: list[list[int]] = [[] for _ in range(b)]
     next_pos = positions[:, -1:] + 1
+    cache_pos = cache_pos[-1:] + 1
     for _ in range(max_new_tokens):
-        logits = out.logits[:, -1].float()
+        logits = logits.float()
         if tries is not None:
             allowed = torch.full_like(logits, float("-inf"))
             for i, trie in enumerate(tries):
@@ -175,17 +201,20 @@ def decode(
             tokens = logits.argmax(-1)
         tokens = torch.where(done, torch.full_like(tokens, eos_id), tokens)
         yield Step(tokens, logprobs)
-        for i in range(b):
-            generated[i].append(int(tokens[i]))
+        for row, token in zip(generated, tokens.tolist(), strict=True):
+            row.append(token)
         done = done | (tokens == eos_id)
         if bool(done.all()):
             return
-        mask = torch.cat([mask, torch.ones(b, 1, dtype=mask.dtype, device=mask.device)], dim=1)
-        out = lm(
+        if not compiled:
+            mask = torch.cat([mask, mask.new_ones(b, 1)], dim=1)
+        logits = step(
+            lm,
+            cache,
             inputs_embeds=emb(tokens[:, None]),
             attention_mask=mask,
             position_ids=next_pos,
-            cache=cache,
-            use_cache=True,
+            cache_position=cache_pos,
         )
         next_pos = next_pos + 1
+        cache_pos = cache_pos + 1
