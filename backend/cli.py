@@ -42,7 +42,8 @@ def run_serve(args: argparse.Namespace) -> int:
     )
     from llaqo_model.errors import LlaqoError
 
-    logging.getLogger("llaqo.server").setLevel(logging.INFO)
+    log = logging.getLogger("llaqo.server")
+    log.setLevel(logging.INFO)
     model = args.model
     if model is None and not args.no_model:
         from llaqo_model.model.assess import default_model_path
@@ -66,6 +67,7 @@ def run_serve(args: argparse.Namespace) -> int:
     if not is_loopback(config.host) and not config.token:
         raise LlaqoError(f"binding to {config.host} needs --token (or $LLAQO_TOKEN); loopback needs none")
     engine = build_engine(None if args.no_model else model, args.device, limits)
+    log.info("warmed up in %.1f s", engine.warm_up())
     server = Server(engine, config)
     asyncio.run(serve_until_stopped(server))
     return 0

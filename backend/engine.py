@@ -141,6 +141,21 @@ class Engine:
         """The loaded model's name, or None."""
         return getattr(self.assessor, "name", None) if self.assessor is not None else None
 
+    def warm_up(self, seconds: float = 4.0) -> float:
+        """Analyse (and assess, and answer about) a short test tone once, so that the first real take
+        does not pay for lazy CUDA start-up, kernel selection or allocator growth; returns the seconds taken."""
+        start = time.perf_counter()
+        rate = self.model_rate
+        t = np.arange(int(seconds * rate)) / rate
+        tone = (0.2 * np.sin(2 * np.pi * 440.0 * t) * np.exp(-2.0 * (t % 1.0))).astype(np.float32)
+        notes, pedal = self.transcriber.transcribe(tone)
+        report = report_from_notes(notes, pedal, seconds, "warm-up", None)
+        if self.assessor is not None:
+            self.assessor.assess(tone, rate, report)
+            for _ in self.assessor.ask(tone, rate, report, "What should I practise next?"):
+                pass
+        return time.perf_counter() - start
+
     def buffered_s(self) -> float:
         """Seconds of audio held by all takes."""
         return sum(t.held_s for t in self.takes)

@@ -100,6 +100,7 @@ def main() -> None:
             sf.write(args.save_take / "take.flac", audio, RATE)
             return
         engine = build_engine(model_argument(args.model, Path(tmp)), args.device)
+        engine.warm_up()  # as `llaqo serve` does before it listens
         print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}, "
               f"device {engine.transcriber.device}, load average {os.getloadavg()[0]:.1f}")
         print(f"model: {engine.model_name}; take: {len(audio) / RATE:.1f} s streamed in real time (50 ms frames)")

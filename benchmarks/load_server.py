@@ -73,6 +73,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         audio, score_path = render_take(args.seconds, Path(tmp))
         engine = build_engine(model_argument(args.model, Path(tmp)), args.device)
+        engine.warm_up()  # as `llaqo serve` does before it listens
         server = Server(engine, ServerConfig(ws_port=0, osc_port=None))
         with ServerThread(server) as running:
             results, wall = asyncio.run(run(running.url, args.clients, audio, score_path, not args.fast))

@@ -32,13 +32,14 @@ def test_binding_off_loopback_without_token_is_refused():
 def test_sigterm_cancels_the_unfinished_take_and_exits_cleanly():
     proc = llaqo("serve", "--ws-port", "0", "--osc-port", "0", "--no-model")
     try:
-        port = None
+        port, startup = None, []
         deadline = time.monotonic() + 180
         while port is None and time.monotonic() < deadline:
-            line = proc.stderr.readline()
-            match = re.search(r"serving ws://127\.0\.0\.1:(\d+)", line)
+            startup.append(proc.stderr.readline())
+            match = re.search(r"serving ws://127\.0\.0\.1:(\d+)", startup[-1])
             port = int(match.group(1)) if match else None
         assert port, "server did not start"
+        assert any("warmed up in" in line for line in startup), "the server listened before warming up"
 
         async def go():
             async with connect(f"ws://127.0.0.1:{port}") as ws:

@@ -107,3 +107,20 @@ def test_twenty_clients_streaming_at_once(model_server, short_take):
     batches = engine.model_worker.batches[batches_before:]
     assert sum(batches) == 20 and len(batches) < 20  # queued and batched, not 20 model runs
     assert after["takes"] == 0 and after["buffered_audio_s"] == 0  # all freed when the clients left
+
+
+def test_warm_up_runs_the_model_once_and_leaves_no_take_behind(analyzer, assessor):
+    engine = Engine(analyzer.transcriber, assessor)
+    try:
+        calls = []
+        original = assessor.assess
+        assessor.assess = lambda *a, **k: calls.append(a) or original(*a, **k)
+        try:
+            seconds = engine.warm_up()
+        finally:
+            del assessor.assess
+        assert seconds > 0
+        assert len(calls) == 1 and calls[0][1] == engine.model_rate
+        assert engine.stats()["takes"] == 0 and engine.buffered_s() == 0
+    finally:
+        engine.close()
