@@ -175,3 +175,27 @@ def test_midi_score_gives_the_same_bars(tmp_path, chorale, wrong_in_bar_3):
 
 def test_prompt_text_names_the_bar(wrong_take_report):
     assert "bar 3: wrong_note" in wrong_take_report.to_prompt_text()
+
+
+def test_a_bar_too_messy_to_list_still_names_slips_onto_a_neighbouring_key():
+    from llaqo_model.analysis.metrics import _mark_unclear
+    from llaqo_model.analysis.report import Bar, Issue
+
+    played = [Note(1.0, 1.4, 64, 70), Note(1.01, 1.3, 65, 60), Note(1.5, 1.9, 67, 70)]
+    bar = Bar(bar=12, start_s=1.0, end_s=3.0, notes_expected=8)
+    bar.issues = [
+        Issue("wrong_note", "bar 12: played E♭4 where the score has E4", 1.5, pitch=63, expected_pitch=64),
+        Issue("wrong_note", "bar 12: played C5 where the score has G4", 1.6, pitch=72, expected_pitch=67),
+        Issue("missed_note", "bar 12: the B4 on beat 2 was not played", 2.0, expected_pitch=71),
+        Issue("extra_note", "bar 12: an extra F4 was played", 1.01, pitch=65),
+        Issue("extra_note", "bar 12: an extra C6 was played", 2.5, pitch=84),
+        Issue("rushing", "bar 12: rushed", 1.0),
+    ]
+    _mark_unclear(bar, played)
+    kept = [(i.kind, i.pitch) for i in bar.issues]
+    assert ("wrong_note", 63) in kept and ("extra_note", 65) in kept  # a semitone off; a brushed neighbour
+    assert ("wrong_note", 72) not in kept and ("extra_note", 84) not in kept  # could be misalignment
+    assert not any(k == "missed_note" for k, _ in kept)
+    assert ("rushing", None) in kept
+    unclear = [i for i in bar.issues if i.kind == "unclear"]
+    assert len(unclear) == 1 and "5 of 8" in unclear[0].detail

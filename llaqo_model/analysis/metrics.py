@@ -29,6 +29,7 @@ UNCLEAR_MIN_ERRORS = 3
 UNCLEAR_FRACTION = 0.3
 GRAZE_DURATION_S = 0.05
 RESTRIKE_WINDOW_S = 0.6
+SLIP_SEMITONES = 2  # a finger landing on a neighbouring key: the slip a wrong note usually is
 
 
 def _round(x: float | None, nd: int = 3) -> float | None:
@@ -130,7 +131,7 @@ def build_bars(
         if end_s - start_s > 1e-3 and len(pairs) >= 2:
             bar.tempo_bpm = round(float(60 * (r["end_beat"] - r["start_beat"]) / (end_s - start_s)), 1)
         _note_errors(bar, r, score, alignment, notes, pedal)
-        _mark_unclear(bar)
+        _mark_unclear(bar, notes)
         _bar_figures(bar, pairs, score, alignment, notes)
         bars.append(bar)
     _tempo_issues(bars)
@@ -212,12 +213,13 @@ def _still_sounding(pitch: int, time_s: float, notes: list[Note], pedal: list[Pe
     )
 
 
-def _mark_unclear(bar: Bar) -> None:
+def _mark_unclear(bar: Bar, notes: list[Note]) -> None:
     """Too many note differences in one bar means the alignment cannot be trusted note by note there:
-    replace them with one `unclear` comment instead of a list of doubtful wrong notes."""
+    replace them with one `unclear` comment, keeping only the differences that are plain slips onto a
+    neighbouring key (`_neighbour_slip`), which no misalignment produces."""
     errors = [i for i in bar.issues if i.kind in NOTE_ERROR_KINDS]
     if len(errors) >= max(UNCLEAR_MIN_ERRORS, UNCLEAR_FRACTION * bar.notes_expected):
-        bar.issues = [i for i in bar.issues if i.kind not in NOTE_ERROR_KINDS]
+        bar.issues = [i for i in bar.issues if i.kind not in NOTE_ERROR_KINDS or _neighbour_slip(i, notes)]
         bar.issues.append(
             Issue(
                 kind="unclear",
@@ -227,6 +229,19 @@ def _mark_unclear(bar: Bar) -> None:
                 severity=float(len(errors)),
             )
         )
+
+
+def _neighbour_slip(issue: Issue, notes: list[Note]) -> bool:
+    """A wrong note one or two semitones from the written one, or an extra note struck together with a
+    played note one or two semitones away (a brushed neighbouring key)."""
+    if issue.kind == "wrong_note" and issue.pitch is not None and issue.expected_pitch is not None:
+        return abs(issue.pitch - issue.expected_pitch) <= SLIP_SEMITONES
+    if issue.kind == "extra_note" and issue.pitch is not None:
+        return any(
+            0 < abs(n.pitch - issue.pitch) <= SLIP_SEMITONES and abs(n.onset - issue.time_s) <= CHORD_WINDOW_S
+            for n in notes
+        )
+    return False
 
 
 def _audible(note: Note, notes: list[Note], matched_velocity: list[int]) -> bool:
