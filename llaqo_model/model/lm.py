@@ -5,6 +5,7 @@ Also the decoding loop shared by free generation and constrained answers: KV cac
 
 from __future__ import annotations
 
+import functools
 import inspect
 import warnings
 from collections.abc import Iterator
@@ -136,15 +137,10 @@ def _forward_logits(lm: nn.Module, cache, **inputs: torch.Tensor) -> torch.Tenso
     return lm(use_cache=True, logits_to_keep=1, **{CACHE_ARG: cache}, **inputs).logits[:, -1]
 
 
-_compiled_forward = None
-
-
+@functools.cache
 def compiled_forward():
     """`_forward_logits` compiled once with CUDA graphs (torch.compile 'reduce-overhead')."""
-    global _compiled_forward
-    if _compiled_forward is None:
-        _compiled_forward = torch.compile(_forward_logits, mode="reduce-overhead")
-    return _compiled_forward
+    return torch.compile(_forward_logits, mode="reduce-overhead")
 
 
 @torch.no_grad()
@@ -181,6 +177,7 @@ def decode(
         lm, cache, inputs_embeds=embeds, attention_mask=mask, position_ids=positions, cache_position=cache_pos
     )
     done = torch.zeros(b, dtype=torch.bool, device=embeds.device)
+    finished = [False] * b  # `done` on the host, so the loop reads it without a device sync
     generated: list[list[int]] = [[] for _ in range(b)]
     next_pos = positions[:, -1:] + 1
     cache_pos = cache_pos[-1:] + 1
@@ -189,7 +186,7 @@ def decode(
         if tries is not None:
             allowed = torch.full_like(logits, float("-inf"))
             for i, trie in enumerate(tries):
-                if trie is not None and not done[i]:
+                if trie is not None and not finished[i]:
                     allowed[i, trie.allowed(generated[i])] = 0.0
                 else:
                     allowed[i] = 0.0
@@ -201,11 +198,12 @@ def decode(
             tokens = logits.argmax(-1)
         tokens = torch.where(done, torch.full_like(tokens, eos_id), tokens)
         yield Step(tokens, logprobs)
-        for row, token in zip(generated, tokens.tolist(), strict=True):
-            row.append(token)
-        done = done | (tokens == eos_id)
-        if bool(done.all()):
+        for i, token in enumerate(tokens.tolist()):
+            generated[i].append(token)
+            finished[i] = finished[i] or token == eos_id
+        if all(finished):
             return
+        done = done | (tokens == eos_id)
         if not compiled:
             mask = torch.cat([mask, mask.new_ones(b, 1)], dim=1)
         logits = step(
