@@ -1,4 +1,9 @@
-"""Render note arrays to audio with a SoundFont (tinysoundfont; FluidSynth where installed)."""
+"""Render note arrays to audio with a SoundFont: tinysoundfont for the bundled TimGM6mb, FluidSynth
+(`fluid.py`) for the system SoundFonts where libfluidsynth is installed, else tinysoundfont.
+
+MuseScore General needs FluidSynth: tinysoundfont renders its middle velocity layer (75–107) about
+20 dB too quietly (it misreads that layer's filter settings), so a mezzo-forte note all but vanishes.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ import pretty_midi
 import tinysoundfont
 
 from llaqo_model.analysis.report import Note, PedalInterval
+from llaqo_training.fluid import FluidSynthSynth, library
 
 DEFAULT_SOUNDFONT = Path(pretty_midi.__file__).parent / "TimGM6mb.sf2"
 SYSTEM_SOUNDFONTS = (
@@ -24,7 +30,7 @@ log = logging.getLogger(__name__)
 SF2 = Path("/usr/share/sounds/sf2")
 # (name, candidate SoundFonts (first installed wins), GM program). Distinct sample sets: TimGM6mb (bundled with
 # pretty_midi), FluidR3_GM (Debian fluid-soundfont-gm), MuseScore General (musescore-general-soundfont-*; sf2
-# or sf3, both read by tinysoundfont) and the csound GM bank (csound-soundfont). "bright" is the same
+# or sf3, rendered with FluidSynth) and the csound GM bank (csound-soundfont). "bright" is the same
 # SoundFont's bright-piano preset: another timbre, not new samples.
 PIANO_SOUNDS: tuple[tuple[str, tuple[Path, ...], int], ...] = (
     ("timgm6mb_grand", (DEFAULT_SOUNDFONT,), 0),
@@ -45,27 +51,67 @@ PIANO_SOUNDS: tuple[tuple[str, tuple[Path, ...], int], ...] = (
 )
 
 
+def needs_fluidsynth(soundfont: Path) -> bool:
+    """Whether tinysoundfont cannot render this SoundFont faithfully (MuseScore General, see above)."""
+    return "musescore" in soundfont.name.lower()
+
+
 def piano_sounds(skipped: list[str] | None = None) -> list[tuple[str, Path, int]]:
-    """The piano sounds installed here; missing ones are noted in `skipped`."""
+    """The piano sounds installed (and renderable) here; the others are noted in `skipped`."""
     out = []
     for name, paths, program in PIANO_SOUNDS:
         found = next((p for p in paths if p.is_file()), None)
-        if found is not None:
+        if found is not None and needs_fluidsynth(found) and library() is None:
+            if skipped is not None:
+                skipped.append(f"piano sound {name}: {found} needs FluidSynth (libfluidsynth), not installed")
+        elif found is not None:
             out.append((name, found, program))
         elif skipped is not None:
             skipped.append(f"piano sound {name}: {paths[0]} not installed")
     return out
 
 
-@functools.lru_cache(maxsize=4)
-def _synth(soundfont: str, sample_rate: int) -> tuple[tinysoundfont.Synth, int]:
-    synth = tinysoundfont.Synth(samplerate=sample_rate, gain=-6)
-    return synth, synth.sfload(soundfont)
-
-
 def available_soundfonts() -> list[Path]:
-    """The bundled TimGM6mb SoundFont plus any Debian piano SoundFonts installed."""
-    return [DEFAULT_SOUNDFONT] + [p for p in SYSTEM_SOUNDFONTS if p.is_file()]
+    """The bundled TimGM6mb SoundFont plus the Debian piano SoundFonts installed and renderable here."""
+    system = [p for p in SYSTEM_SOUNDFONTS if p.is_file() and (library() is not None or not needs_fluidsynth(p))]
+    return [DEFAULT_SOUNDFONT, *system]
+
+
+class TinySoundFontSynth:
+    """tinysoundfont behind the small interface `render_notes` plays through."""
+
+    def __init__(self, soundfont: Path, sample_rate: int) -> None:
+        self.synth = tinysoundfont.Synth(samplerate=sample_rate, gain=-6)
+        self.sfid = self.synth.sfload(str(soundfont))
+
+    def reset(self, program: int) -> None:
+        """Silence every voice, lift the pedal and select `program`."""
+        self.synth.sounds_off()
+        self.synth.control_change(0, 64, 0)
+        self.synth.program_select(0, self.sfid, 0, program)
+
+    def event(self, pitch: int, value: int) -> None:
+        """Note on (`value` = velocity > 0), note off (0), or sustain pedal (`pitch` -1, `value` 0/127)."""
+        if pitch == -1:
+            self.synth.control_change(0, 64, value)
+        elif value > 0:
+            self.synth.noteon(0, pitch, value)
+        else:
+            self.synth.noteoff(0, pitch)
+
+    def generate(self, frames: int) -> np.ndarray:
+        """The next `frames` samples, mono float32."""
+        return np.frombuffer(self.synth.generate(frames), dtype=np.float32).reshape(-1, 2).mean(axis=1)
+
+
+@functools.lru_cache(maxsize=4)
+def _synth(soundfont: Path, sample_rate: int) -> TinySoundFontSynth | FluidSynthSynth:
+    """One loaded synth per SoundFont and rate: FluidSynth for the system SoundFonts where installed."""
+    if library() is not None and soundfont != DEFAULT_SOUNDFONT:
+        return FluidSynthSynth(soundfont, sample_rate)
+    if needs_fluidsynth(soundfont):
+        raise RuntimeError(f"{soundfont.name} needs FluidSynth (libfluidsynth), which is not installed")
+    return TinySoundFontSynth(soundfont, sample_rate)
 
 
 def render_notes(
@@ -80,10 +126,8 @@ def render_notes(
     soundfont = Path(soundfont)
     if not soundfont.is_file():
         raise FileNotFoundError(f"soundfont not found: {soundfont}")
-    synth, sfid = _synth(str(soundfont), sample_rate)
-    synth.sounds_off()
-    synth.control_change(0, 64, 0)
-    synth.program_select(0, sfid, 0, program)
+    synth = _synth(soundfont, sample_rate)
+    synth.reset(program)
     events: list[tuple[float, int, int, int]] = []  # (time, order, kind, value); offs before ons
     for n in notes:
         events.append((n.onset, 2, n.pitch, int(np.clip(n.velocity, 1, 127))))
@@ -99,16 +143,9 @@ def render_notes(
     for time_s, _, pitch, value in events:
         target = min(int(time_s * sample_rate), total)
         if target > cursor:
-            block = np.frombuffer(synth.generate(target - cursor), dtype=np.float32)
-            out[cursor:target] = block.reshape(-1, 2).mean(axis=1)
+            out[cursor:target] = synth.generate(target - cursor)
             cursor = target
-        if pitch == -1:
-            synth.control_change(0, 64, value)
-        elif value > 0:
-            synth.noteon(0, pitch, value)
-        else:
-            synth.noteoff(0, pitch)
+        synth.event(pitch, value)
     if total > cursor:
-        block = np.frombuffer(synth.generate(total - cursor), dtype=np.float32)
-        out[cursor:] = block.reshape(-1, 2).mean(axis=1)
+        out[cursor:] = synth.generate(total - cursor)
     return out
