@@ -199,3 +199,14 @@ def test_a_bar_too_messy_to_list_still_names_slips_onto_a_neighbouring_key():
     assert ("rushing", None) in kept
     unclear = [i for i in bar.issues if i.kind == "unclear"]
     assert len(unclear) == 1 and "5 of 8" in unclear[0].detail
+
+
+def test_an_octave_overtone_heard_as_a_note_is_not_an_extra_note(chorale, clean_notes):
+    notes = list(clean_notes)
+    host = notes[note_in_bar(chorale, notes, 5, which=0, bpm=BPM)]
+    other = notes[note_in_bar(chorale, notes, 7, which=0, bpm=BPM)]
+    notes.append(Note(host.onset + 0.005, host.offset, host.pitch + 12, host.velocity - 8))  # its second partial
+    notes.append(Note(other.onset + 0.005, other.offset, other.pitch + 13, other.velocity - 8))  # a real slip
+    notes.sort(key=lambda n: n.onset)
+    report = report_from_notes(notes, [], notes[-1].offset + 1, "t", chorale)
+    assert _errors(report) == [(7, "extra_note")]

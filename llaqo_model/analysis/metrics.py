@@ -29,6 +29,7 @@ UNCLEAR_MIN_ERRORS = 3
 UNCLEAR_FRACTION = 0.3
 GRAZE_DURATION_S = 0.05
 RESTRIKE_WINDOW_S = 0.6
+OVERTONE_WINDOW_S = 0.02
 SLIP_SEMITONES = 2  # a finger landing on a neighbouring key: the slip a wrong note usually is
 
 
@@ -190,7 +191,7 @@ def _note_errors(
     matched_velocity = [notes[p].velocity for _, p in alignment.matched]
     for p in alignment.extra:
         n = notes[p]
-        if bar.start_s <= n.onset < bar.end_s and _audible(n, notes, matched_velocity):
+        if bar.start_s <= n.onset < bar.end_s and _audible(n, notes, matched_velocity) and not _overtone(n, notes):
             bar.issues.append(
                 Issue(
                     kind="extra_note",
@@ -250,6 +251,15 @@ def _audible(note: Note, notes: list[Note], matched_velocity: list[int]) -> bool
     reference = float(np.median(nearby or matched_velocity or [note.velocity]))
     return note.velocity >= max(MIN_EXTRA_VELOCITY, GRAZE_VELOCITY_RATIO * reference) and (
         note.offset - note.onset >= GRAZE_DURATION_S
+    )
+
+
+def _overtone(note: Note, notes: list[Note]) -> bool:
+    """An extra note an octave above a note struck with it and no louder: what a transcriber hears of that
+    note's strong second partial, not a key a pianist would brush (a slip lands on a neighbouring key)."""
+    return any(
+        n.pitch == note.pitch - 12 and abs(n.onset - note.onset) <= OVERTONE_WINDOW_S and n.velocity >= note.velocity
+        for n in notes
     )
 
 
