@@ -33,3 +33,12 @@ def test_musescore_is_used_only_through_fluidsynth() -> None:
         assert not any(needs_fluidsynth(path) for _, path, _ in sounds)
     assert all(path.is_file() for _, path, _ in sounds)
     assert all("needs FluidSynth" in s or "not installed" in s for s in skipped)
+
+
+@pytest.mark.parametrize("soundfont", available_soundfonts(), ids=lambda p: p.name)
+def test_the_same_take_renders_the_same_whatever_was_rendered_before(soundfont: Path) -> None:
+    notes = [Note(0.1 + 0.2 * i, 0.5 + 0.2 * i, 50 + i % 20, 40 + i) for i in range(30)]
+    first = render_notes(notes, soundfont=soundfont)
+    render_notes(notes[:7], soundfont=soundfont, tail_s=0.3337)  # leaves the synth mid-block
+    again = render_notes(notes, soundfont=soundfont)
+    assert np.abs(first - again).max() < 1e-3

@@ -50,6 +50,7 @@ class FluidSynthSynth:
     """One dry FluidSynth (no reverb or chorus) with one SoundFont loaded, played on MIDI channel 0."""
 
     GAIN = 0.4  # about tinysoundfont's level at its -6 dB gain
+    BLOCK = 64  # FluidSynth renders in blocks of this many frames and starts events on block boundaries
 
     def __init__(self, soundfont: Path, sample_rate: int) -> None:
         lib = library()
@@ -65,6 +66,7 @@ class FluidSynthSynth:
         self.sfid = lib.fluid_synth_sfload(self.synth, str(soundfont).encode(), 1)
         if self.sfid < 0:
             raise RuntimeError(f"FluidSynth could not load {soundfont}")
+        self.frames = 0
 
     def __del__(self) -> None:
         if getattr(self, "synth", None):
@@ -72,10 +74,12 @@ class FluidSynthSynth:
             self.lib.delete_fluid_settings(self.settings)
 
     def reset(self, program: int) -> None:
-        """Silence every voice, lift the pedal and select `program`."""
+        """Silence every voice, lift the pedal, select `program`, and start a fresh block, so that the same
+        notes always render to the same samples."""
         self.lib.fluid_synth_all_sounds_off(self.synth, 0)
         self.lib.fluid_synth_cc(self.synth, 0, 64, 0)
         self.lib.fluid_synth_program_select(self.synth, 0, self.sfid, 0, program)
+        self.generate(-self.frames % self.BLOCK)
 
     def event(self, pitch: int, value: int) -> None:
         """Note on (`value` = velocity > 0), note off (0), or sustain pedal (`pitch` -1, `value` 0/127)."""
@@ -91,4 +95,5 @@ class FluidSynthSynth:
         stereo = np.zeros((frames, 2), dtype=np.float32)
         pointer = stereo.ctypes.data_as(ctypes.POINTER(ctypes.c_float))
         self.lib.fluid_synth_write_float(self.synth, frames, pointer, 0, 2, pointer, 1, 2)
+        self.frames += frames
         return stereo.mean(axis=1)
