@@ -210,3 +210,17 @@ def test_an_octave_overtone_heard_as_a_note_is_not_an_extra_note(chorale, clean_
     notes.sort(key=lambda n: n.onset)
     report = report_from_notes(notes, [], notes[-1].offset + 1, "t", chorale)
     assert _errors(report) == [(7, "extra_note")]
+
+
+def test_an_added_trill_is_named_as_an_ornament_not_as_extra_notes(chorale, clean_notes):
+    notes = list(clean_notes)
+    host = notes[note_in_bar(chorale, notes, 5, which=0, bpm=BPM)]
+    for k in range(1, 5):  # upper neighbour, main note, upper neighbour, main note, 70 ms apart
+        pitch = host.pitch + 2 if k % 2 else host.pitch
+        notes.append(Note(host.onset + 0.07 * k, host.onset + 0.07 * k + 0.06, pitch, host.velocity))
+    notes.sort(key=lambda n: n.onset)
+    report = report_from_notes(notes, [], notes[-1].offset + 1, "t", chorale)
+    assert _errors(report) == []
+    ornaments = [(bar, i) for bar, i in report.issues() if i.kind == "ornament"]
+    assert [bar for bar, _ in ornaments] == [5] and ornaments[0][1].pitch == host.pitch
+    assert "added a trill" in ornaments[0][1].detail

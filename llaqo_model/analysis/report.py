@@ -48,6 +48,7 @@ ISSUE_KINDS: tuple[str, ...] = (
     "pedal_blur",
     "restart",
     "unclear",
+    "ornament",
 )
 
 
