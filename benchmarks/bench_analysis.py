@@ -185,6 +185,7 @@ def main() -> int:
     recall_hits = recall_total = 0
     false_bars, added_bars, clean_minutes = 0, 0, 0.0
     f1: dict[str, list[float]] = {f.name: [] for f in fonts}
+    false_by_font: dict[str, list[float]] = {f.name: [0, 0.0] for f in fonts}  # flagged bars, minutes
     rtf_tr, rtf_all = [], []
     done = 0
     for row in sample_pieces(args.asap, args.pieces, args.seed):
@@ -213,6 +214,8 @@ def main() -> int:
                 if label == "clean":
                     f1[font.name].append(onset_f1(take, est))
                     false_bars += len(flagged)
+                    false_by_font[font.name][0] += len(flagged)
+                    false_by_font[font.name][1] += (len(audio) / 44100) / 60
                     added_bars += len(flagged - own)
                     clean_minutes += (len(audio) / 44100) / 60
                 else:
@@ -239,6 +242,10 @@ def main() -> int:
     print(
         f"  of which not flagged on the performance MIDI itself (added by transcription): {added_bars} = "
         f"{added_bars / max(clean_minutes, 1e-9):.2f} per minute"
+    )
+    print(
+        "  per sound: "
+        + ", ".join(f"{name} {bars / max(minutes, 1e-9):.2f}/min" for name, (bars, minutes) in false_by_font.items())
     )
     print("== transcription onset F1 (50 ms) ==")
     for name, values in f1.items():
