@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 
 from llaqo_model.analysis.report import Note
-from llaqo_training.fluid import library
-from llaqo_training.render import available_soundfonts, needs_fluidsynth, piano_sounds, render_notes
+from llaqo_training.render import available_soundfonts, needs_fluidsynth, render_notes
 
 
 def _level_db(soundfont: Path, pitch: int, velocity: int) -> float:
@@ -26,13 +25,21 @@ def test_harder_keystrokes_are_louder_in_every_sound(soundfont: Path) -> None:
         assert levels[-1] - levels[0] > 3.0, (pitch, levels)
 
 
-def test_musescore_is_used_only_through_fluidsynth() -> None:
+def test_without_fluidsynth_musescore_is_skipped_with_a_reason(monkeypatch: pytest.MonkeyPatch) -> None:
+    import llaqo_training.render as render
+
+    monkeypatch.setattr(render, "library", lambda: None)
+    render._synth.cache_clear()
     skipped: list[str] = []
-    sounds = piano_sounds(skipped)
-    if library() is None:
-        assert not any(needs_fluidsynth(path) for _, path, _ in sounds)
-    assert all(path.is_file() for _, path, _ in sounds)
-    assert all("needs FluidSynth" in s or "not installed" in s for s in skipped)
+    sounds = render.piano_sounds(skipped)
+    assert sounds and not any(needs_fluidsynth(path) for _, path, _ in sounds)
+    assert not any(needs_fluidsynth(path) for path in render.available_soundfonts())
+    musescore = [p for p in render.SYSTEM_SOUNDFONTS if needs_fluidsynth(p) and p.is_file()]
+    if musescore:
+        assert any("needs FluidSynth" in reason for reason in skipped)
+        with pytest.raises(RuntimeError, match="needs FluidSynth"):
+            render_notes([Note(0.1, 0.5, 60, 80)], soundfont=musescore[0])
+    render._synth.cache_clear()
 
 
 @pytest.mark.parametrize("soundfont", available_soundfonts(), ids=lambda p: p.name)
