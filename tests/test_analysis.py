@@ -215,12 +215,26 @@ def test_an_octave_overtone_heard_as_a_note_is_not_an_extra_note(chorale, clean_
 def test_an_added_trill_is_named_as_an_ornament_not_as_extra_notes(chorale, clean_notes):
     notes = list(clean_notes)
     host = notes[note_in_bar(chorale, notes, 5, which=0, bpm=BPM)]
-    for k in range(1, 5):  # upper neighbour, main note, upper neighbour, main note, 70 ms apart
+    for k in range(1, 6):  # upper neighbour and main note in turn, 70 ms apart
         pitch = host.pitch + 2 if k % 2 else host.pitch
         notes.append(Note(host.onset + 0.07 * k, host.onset + 0.07 * k + 0.06, pitch, host.velocity))
     notes.sort(key=lambda n: n.onset)
     report = report_from_notes(notes, [], notes[-1].offset + 1, "t", chorale)
     assert _errors(report) == []
+    assert report.alignment.extra == 0 and report.alignment.ornaments == 1
     ornaments = [(bar, i) for bar, i in report.issues() if i.kind == "ornament"]
     assert [bar for bar, _ in ornaments] == [5] and ornaments[0][1].pitch == host.pitch
     assert "added a trill" in ornaments[0][1].detail
+
+
+def test_a_trill_heard_in_the_audio_is_one_ornament_and_not_a_restart(analyzer, chorale):
+    notes = mechanical_performance(chorale)
+    first = notes[note_in_bar(chorale, notes, 4)]
+    top = max((n for n in notes if n.onset == first.onset), key=lambda n: n.pitch)
+    for k in range(1, 6):  # its upper neighbour and itself in turn, 80 ms apart
+        pitch = top.pitch + 2 if k % 2 else top.pitch
+        notes.append(Note(top.onset + 0.08 * k, top.onset + 0.08 * k + 0.07, pitch, top.velocity))
+    report = analyzer.analyze_samples(render_notes(sorted(notes, key=lambda n: n.onset)), 44100, chorale)
+    assert [(bar, i.kind) for bar, i in report.issues() if i.kind in {"ornament", "restart", *NOTE_ERRORS}] == [
+        (4, "ornament")
+    ]

@@ -2,6 +2,8 @@
 
 matched: score note played; missed: score note not played; extra: played note not in the score;
 wrong: a missed score note and an extra played note at the same score position.
+ornaments: played notes not in the score that make a trill or mordent the player added (`added_trills`);
+they are not extra notes.
 restart: the player broke off and went back — a run of extra notes that the take repeats at one time
 shift. The abandoned attempt is set aside and the rest aligned again, so its notes are not extra notes.
 """
@@ -28,6 +30,8 @@ RESTART_WINDOW_S = 15.0
 RESTART_SUPPORT = 0.6
 RESTART_MIN_SHIFT_S = 0.3
 RESTART_PAUSE_S = 0.4
+TRILL_GAP_S = (0.03, 0.16)  # onset gaps between the notes of a trill
+TRILL_MIN_NOTES = 3
 
 _PERF_DTYPE = [
     ("onset_sec", "f4"),
@@ -107,6 +111,7 @@ class Alignment:
     extra: list[int] = field(default_factory=list)
     wrong: list[tuple[int, int]] = field(default_factory=list)
     restarts: list[Restart] = field(default_factory=list)
+    ornaments: list[tuple[set[int], int]] = field(default_factory=list)
     time_map: TimeMap | None = None
     summary: AlignmentSummary = field(default_factory=AlignmentSummary)
     in_take: np.ndarray | None = None
@@ -153,6 +158,7 @@ def align_to_score(score: Score, notes: list[Note]) -> Alignment:
     again.matched = [(s, keep[p]) for s, p in again.matched]
     again.wrong = [(s, keep[p]) for s, p in again.wrong]
     again.extra = [keep[p] for p in again.extra]
+    again.ornaments = [({keep[p] for p in run}, main) for run, main in again.ornaments]
     by_time = sorted(again.matched, key=lambda sp: notes[sp[1]].onset)
     for abandoned, resume in attempts:
         # where the player took up again: the first matched note from the resumed attempt's start on
@@ -313,6 +319,9 @@ def _align(score: Score, notes: list[Note]) -> Alignment:
     missed, extra = _pair_wrong_notes(result, missed, extra, notes)
     result.missed = [s for s in missed if not optional[s]]
     result.extra = [p for p in extra if not _ornamental(result, notes[p])]
+    result.ornaments = added_trills(result.extra, notes)
+    in_ornament = set().union(*(run for run, _ in result.ornaments))
+    result.extra = [p for p in result.extra if p not in in_ornament]
 
     expected = int(in_take.sum())
     coverage = len(matched) / expected if expected else 0.0
@@ -324,11 +333,59 @@ def _align(score: Score, notes: list[Note]) -> Alignment:
         missed=len(result.missed),
         extra=len(result.extra),
         wrong=len(result.wrong),
+        ornaments=len(result.ornaments),
         score_notes=len(na),
         performed_notes=len(notes),
         matches_score=coverage >= MIN_COVERAGE and played_fraction >= MIN_COVERAGE and score_fraction >= 0.2,
     )
     return result
+
+
+def added_trills(extra: list[int], notes: list[Note]) -> list[tuple[set[int], int]]:
+    """Extra notes that, with the notes around them, alternate quickly between two neighbouring keys: a trill or
+    mordent the player added. One (extra-note indices, ornamented pitch) per ornament, at least two extra notes
+    each; the ornamented pitch is that of a played note in it that is not extra."""
+    extra_set = set(extra)
+    runs: list[tuple[set[int], int]] = []
+    for e in sorted(extra, key=lambda p: notes[p].onset):
+        if runs and e in runs[-1][0]:
+            continue
+        best: list[int] = []
+        for partner in (-2, -1, 1, 2):
+            pitches = {notes[e].pitch, notes[e].pitch + partner}
+            line = sorted(
+                (i for i, n in enumerate(notes) if n.pitch in pitches and abs(n.onset - notes[e].onset) <= 1.5),
+                key=lambda i: notes[i].onset,
+            )
+            run = _alternating_run(line, line.index(e), notes)
+            if len(run) > len(best):
+                best = run
+        added = {i for i in best if i in extra_set}
+        if len(best) < TRILL_MIN_NOTES or len(added) < 2:
+            continue
+        main = next((notes[i].pitch for i in best if i not in extra_set), notes[best[0]].pitch)
+        last = max((notes[i].onset for i in runs[-1][0]), default=-1.0) if runs else -1.0
+        if runs and notes[e].onset - last <= TRILL_GAP_S[1] and abs(runs[-1][1] - main) <= 2:
+            runs[-1] = (runs[-1][0] | added, runs[-1][1])  # the same ornament, broken by a slower note
+        else:
+            runs.append((added, main))
+    return runs
+
+
+def _alternating_run(line: list[int], at: int, notes: list[Note]) -> list[int]:
+    """The longest stretch of `line` (note indices in onset order) around position `at` whose consecutive notes
+    change key and follow each other within TRILL_GAP_S."""
+
+    def linked(a: int, b: int) -> bool:
+        gap = notes[b].onset - notes[a].onset
+        return notes[a].pitch != notes[b].pitch and TRILL_GAP_S[0] <= gap <= TRILL_GAP_S[1]
+
+    lo = hi = at
+    while lo > 0 and linked(line[lo - 1], line[lo]):
+        lo -= 1
+    while hi < len(line) - 1 and linked(line[hi], line[hi + 1]):
+        hi += 1
+    return line[lo : hi + 1]
 
 
 def _ornamental(alignment: Alignment, note: Note) -> bool:

@@ -30,7 +30,7 @@ def _bar_lines(report: PerformanceReport, t_end: float, height: int) -> list[str
     parts = []
     for bar in report.bars:
         x = _scale(bar.start_s, 0, t_end, MARGIN, WIDTH - 10)
-        fill = "#fde0e0" if bar.issues else "none"
+        fill = "#fde0e0" if bar.has_problems else "none"
         x2 = _scale(bar.end_s, 0, t_end, MARGIN, WIDTH - 10)
         parts.append(
             f'<rect x="{x:.1f}" y="0" width="{max(x2 - x, 0):.1f}" height="{height}" fill="{fill}" '

@@ -30,8 +30,6 @@ UNCLEAR_FRACTION = 0.3
 GRAZE_DURATION_S = 0.05
 RESTRIKE_WINDOW_S = 0.6
 OVERTONE_WINDOW_S = 0.02
-TRILL_GAP_S = (0.03, 0.16)  # onset gaps between the notes of a trill
-TRILL_MIN_NOTES = 3
 SLIP_SEMITONES = 2  # a finger landing on a neighbouring key: the slip a wrong note usually is
 
 
@@ -190,8 +188,7 @@ def _note_errors(
                     time_s=restart.time_s,
                 )
             )
-    trills = added_trills(alignment.extra, notes)
-    for run, main in trills:
+    for run, main in alignment.ornaments:
         start = min(notes[p].onset for p in run)
         if bar.start_s <= start < bar.end_s:
             name = "trill" if len(run) >= 3 else "mordent"
@@ -203,16 +200,10 @@ def _note_errors(
                     pitch=main,
                 )
             )
-    in_trill = set().union(*(run for run, _ in trills))
     matched_velocity = [notes[p].velocity for _, p in alignment.matched]
     for p in alignment.extra:
         n = notes[p]
-        if (
-            bar.start_s <= n.onset < bar.end_s
-            and p not in in_trill
-            and _audible(n, notes, matched_velocity)
-            and not _overtone(n, notes)
-        ):
+        if bar.start_s <= n.onset < bar.end_s and _audible(n, notes, matched_velocity) and not _overtone(n, notes):
             bar.issues.append(
                 Issue(
                     kind="extra_note",
@@ -221,53 +212,6 @@ def _note_errors(
                     pitch=n.pitch,
                 )
             )
-
-
-def added_trills(extra: list[int], notes: list[Note]) -> list[tuple[set[int], int]]:
-    """Extra notes that, with the notes around them, alternate quickly between two neighbouring keys: a trill or
-    mordent the player added. One (extra-note indices, ornamented pitch) per ornament, at least two extra notes
-    each; the ornamented pitch is that of a played note in it that is not extra."""
-    extra_set = set(extra)
-    runs: list[tuple[set[int], int]] = []
-    for e in sorted(extra, key=lambda p: notes[p].onset):
-        if runs and e in runs[-1][0]:
-            continue
-        best: list[int] = []
-        for partner in (-2, -1, 1, 2):
-            pitches = {notes[e].pitch, notes[e].pitch + partner}
-            line = sorted(
-                (i for i, n in enumerate(notes) if n.pitch in pitches and abs(n.onset - notes[e].onset) <= 1.5),
-                key=lambda i: notes[i].onset,
-            )
-            run = _alternating_run(line, line.index(e), notes)
-            if len(run) > len(best):
-                best = run
-        added = {i for i in best if i in extra_set}
-        if len(best) < TRILL_MIN_NOTES or len(added) < 2:
-            continue
-        main = next((notes[i].pitch for i in best if i not in extra_set), notes[best[0]].pitch)
-        last = max((notes[i].onset for i in runs[-1][0]), default=-1.0) if runs else -1.0
-        if runs and notes[e].onset - last <= TRILL_GAP_S[1] and abs(runs[-1][1] - main) <= 2:
-            runs[-1] = (runs[-1][0] | added, runs[-1][1])  # the same ornament, broken by a slower note
-        else:
-            runs.append((added, main))
-    return runs
-
-
-def _alternating_run(line: list[int], at: int, notes: list[Note]) -> list[int]:
-    """The longest stretch of `line` (note indices in onset order) around position `at` whose consecutive notes
-    change key and follow each other within TRILL_GAP_S."""
-
-    def linked(a: int, b: int) -> bool:
-        gap = notes[b].onset - notes[a].onset
-        return notes[a].pitch != notes[b].pitch and TRILL_GAP_S[0] <= gap <= TRILL_GAP_S[1]
-
-    lo = hi = at
-    while lo > 0 and linked(line[lo - 1], line[lo]):
-        lo -= 1
-    while hi < len(line) - 1 and linked(line[hi], line[hi + 1]):
-        hi += 1
-    return line[lo : hi + 1]
 
 
 def _still_sounding(pitch: int, time_s: float, notes: list[Note], pedal: list[PedalInterval]) -> bool:

@@ -50,6 +50,7 @@ ISSUE_KINDS: tuple[str, ...] = (
     "unclear",
     "ornament",
 )
+NOT_FAULTS: tuple[str, ...] = ("ornament",)  # kinds that describe a choice, not a problem
 
 
 @dataclass
@@ -80,6 +81,7 @@ class AlignmentSummary:
     extra: int = 0
     wrong: int = 0
     restarts: int = 0
+    ornaments: int = 0
     score_notes: int = 0
     performed_notes: int = 0
     matches_score: bool = True
@@ -113,6 +115,11 @@ class Bar:
     articulation_ratio: float | None = None
     asynchrony_ms: float | None = None
     balance_db: float | None = None
+
+    @property
+    def has_problems(self) -> bool:
+        """Whether any issue in this bar is a fault (an added ornament alone is not)."""
+        return any(i.kind not in NOT_FAULTS for i in self.issues)
 
 
 @dataclass
