@@ -77,18 +77,20 @@ class FluidSynthSynth:
         """Silence every voice, lift the pedal, select `program`, and start a fresh block, so that the same
         notes always render to the same samples."""
         self.lib.fluid_synth_all_sounds_off(self.synth, 0)
-        self.lib.fluid_synth_cc(self.synth, 0, 64, 0)
+        self.pedal(0)
         self.lib.fluid_synth_program_select(self.synth, 0, self.sfid, 0, program)
         self.generate(-self.frames % self.BLOCK)
 
-    def event(self, pitch: int, value: int) -> None:
-        """Note on (`value` = velocity > 0), note off (0), or sustain pedal (`pitch` -1, `value` 0/127)."""
-        if pitch == -1:
-            self.lib.fluid_synth_cc(self.synth, 0, 64, value)
-        elif value > 0:
-            self.lib.fluid_synth_noteon(self.synth, 0, pitch, value)
+    def note(self, pitch: int, velocity: int) -> None:
+        """Strike `pitch` (velocity > 0) or release it (0)."""
+        if velocity > 0:
+            self.lib.fluid_synth_noteon(self.synth, 0, pitch, velocity)
         else:
             self.lib.fluid_synth_noteoff(self.synth, 0, pitch)
+
+    def pedal(self, value: int) -> None:
+        """Sustain pedal down (127) or up (0)."""
+        self.lib.fluid_synth_cc(self.synth, 0, 64, value)
 
     def generate(self, frames: int) -> np.ndarray:
         """The next `frames` samples, mono float32."""

@@ -56,12 +56,17 @@ def needs_fluidsynth(soundfont: Path) -> bool:
     return "musescore" in soundfont.name.lower()
 
 
+def renderable(soundfont: Path) -> bool:
+    """Whether this machine can render the SoundFont faithfully."""
+    return library() is not None or not needs_fluidsynth(soundfont)
+
+
 def piano_sounds(skipped: list[str] | None = None) -> list[tuple[str, Path, int]]:
     """The piano sounds installed (and renderable) here; the others are noted in `skipped`."""
     out = []
     for name, paths, program in PIANO_SOUNDS:
         found = next((p for p in paths if p.is_file()), None)
-        if found is not None and needs_fluidsynth(found) and library() is None:
+        if found is not None and not renderable(found):
             if skipped is not None:
                 skipped.append(f"piano sound {name}: {found} needs FluidSynth (libfluidsynth), not installed")
         elif found is not None:
@@ -73,8 +78,7 @@ def piano_sounds(skipped: list[str] | None = None) -> list[tuple[str, Path, int]
 
 def available_soundfonts() -> list[Path]:
     """The bundled TimGM6mb SoundFont plus the Debian piano SoundFonts installed and renderable here."""
-    system = [p for p in SYSTEM_SOUNDFONTS if p.is_file() and (library() is not None or not needs_fluidsynth(p))]
-    return [DEFAULT_SOUNDFONT, *system]
+    return [DEFAULT_SOUNDFONT, *(p for p in SYSTEM_SOUNDFONTS if p.is_file() and renderable(p))]
 
 
 class TinySoundFontSynth:
@@ -87,17 +91,19 @@ class TinySoundFontSynth:
     def reset(self, program: int) -> None:
         """Silence every voice, lift the pedal and select `program`."""
         self.synth.sounds_off()
-        self.synth.control_change(0, 64, 0)
+        self.pedal(0)
         self.synth.program_select(0, self.sfid, 0, program)
 
-    def event(self, pitch: int, value: int) -> None:
-        """Note on (`value` = velocity > 0), note off (0), or sustain pedal (`pitch` -1, `value` 0/127)."""
-        if pitch == -1:
-            self.synth.control_change(0, 64, value)
-        elif value > 0:
-            self.synth.noteon(0, pitch, value)
+    def note(self, pitch: int, velocity: int) -> None:
+        """Strike `pitch` (velocity > 0) or release it (0)."""
+        if velocity > 0:
+            self.synth.noteon(0, pitch, velocity)
         else:
             self.synth.noteoff(0, pitch)
+
+    def pedal(self, value: int) -> None:
+        """Sustain pedal down (127) or up (0)."""
+        self.synth.control_change(0, 64, value)
 
     def generate(self, frames: int) -> np.ndarray:
         """The next `frames` samples, mono float32."""
@@ -109,7 +115,7 @@ def _synth(soundfont: Path, sample_rate: int) -> TinySoundFontSynth | FluidSynth
     """One loaded synth per SoundFont and rate: FluidSynth for the system SoundFonts where installed."""
     if library() is not None and soundfont != DEFAULT_SOUNDFONT:
         return FluidSynthSynth(soundfont, sample_rate)
-    if needs_fluidsynth(soundfont):
+    if not renderable(soundfont):
         raise RuntimeError(f"{soundfont.name} needs FluidSynth (libfluidsynth), which is not installed")
     return TinySoundFontSynth(soundfont, sample_rate)
 
@@ -145,7 +151,10 @@ def render_notes(
         if target > cursor:
             out[cursor:target] = synth.generate(target - cursor)
             cursor = target
-        synth.event(pitch, value)
+        if pitch == -1:
+            synth.pedal(value)
+        else:
+            synth.note(pitch, value)
     if total > cursor:
         out[cursor:] = synth.generate(total - cursor)
     return out

@@ -350,13 +350,14 @@ def added_trills(extra: list[int], notes: list[Note]) -> list[tuple[set[int], in
     for e in sorted(extra, key=lambda p: notes[p].onset):
         if runs and e in runs[-1][0]:
             continue
+        pitch, onset = notes[e].pitch, notes[e].onset
+        near = sorted(
+            (i for i, n in enumerate(notes) if abs(n.pitch - pitch) <= 2 and abs(n.onset - onset) <= 1.5),
+            key=lambda i: notes[i].onset,
+        )
         best: list[int] = []
         for partner in (-2, -1, 1, 2):
-            pitches = {notes[e].pitch, notes[e].pitch + partner}
-            line = sorted(
-                (i for i, n in enumerate(notes) if n.pitch in pitches and abs(n.onset - notes[e].onset) <= 1.5),
-                key=lambda i: notes[i].onset,
-            )
+            line = [i for i in near if notes[i].pitch in (pitch, pitch + partner)]
             run = _alternating_run(line, line.index(e), notes)
             if len(run) > len(best):
                 best = run
@@ -365,7 +366,7 @@ def added_trills(extra: list[int], notes: list[Note]) -> list[tuple[set[int], in
             continue
         main = next((notes[i].pitch for i in best if i not in extra_set), notes[best[0]].pitch)
         last = max((notes[i].onset for i in runs[-1][0]), default=-1.0) if runs else -1.0
-        if runs and notes[e].onset - last <= TRILL_GAP_S[1] and abs(runs[-1][1] - main) <= 2:
+        if runs and onset - last <= TRILL_GAP_S[1] and abs(runs[-1][1] - main) <= 2:
             runs[-1] = (runs[-1][0] | added, runs[-1][1])  # the same ornament, broken by a slower note
         else:
             runs.append((added, main))
