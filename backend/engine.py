@@ -22,13 +22,13 @@ import numpy as np
 
 from llaqo_backend import protocol as p
 from llaqo_backend.worker import FINISH, SCORE, SEGMENT, ModelWorker, Worker
-from llaqo_model.analysis.audio import load_audio
 from llaqo_model.analysis.pipeline import report_from_notes
 from llaqo_model.analysis.report import Note, PedalInterval, PerformanceReport
 from llaqo_model.analysis.score import Score, load_score
 from llaqo_model.analysis.stream import Resampler, StreamingTranscription
 from llaqo_model.analysis.transcribe import Transcriber
 from llaqo_model.errors import AudioError
+from llaqo_model.io import load_audio
 
 log = logging.getLogger("llaqo.server")
 

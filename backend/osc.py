@@ -227,18 +227,18 @@ class OscEndpoint:
         report = await self.engine.report(take, await _score(session), name)
         self.send(sender, "/llaqo/progress", "analysed", 1.0)
         result: dict[str, Any] = {"take_id": take.take_id, "report": report.to_dict()}
-        if report.alignment is not None and not report.alignment.matches_score:
-            self.send(sender, "/llaqo/error", p.SCORE_MISMATCH, report.warnings[-1])
+        if report.score_mismatch is not None:
+            self.send(sender, "/llaqo/error", p.SCORE_MISMATCH, report.score_mismatch)
         if self.engine.model_worker is not None:
             self.send(sender, "/llaqo/progress", "assessing", 0.0)
             assessment = await self.engine.assess(take, report)
-            result["assessment"] = assessment
-            for key, value in assessment["ratings"].items():
+            result["assessment"] = assessment.to_dict()
+            for key, value in assessment.ratings.items():
                 self.send(sender, "/llaqo/rating", key, float(value))
-            self.send(sender, "/llaqo/rating", "overall", float(assessment["overall"]))
-            self.send(sender, "/llaqo/feedback", assessment["feedback"])
-            for comment in assessment["bar_comments"]:
-                self.send(sender, "/llaqo/bar", int(comment["bar"]), comment["text"])
+            self.send(sender, "/llaqo/rating", "overall", float(assessment.overall))
+            self.send(sender, "/llaqo/feedback", assessment.feedback)
+            for comment in assessment.bar_comments:
+                self.send(sender, "/llaqo/bar", comment.bar, comment.text)
         path = self.server.results_dir / f"{_safe(name)}-{take.take_id}.json"
         path.write_text(json.dumps(result, ensure_ascii=False), encoding="utf-8")
         self.send(sender, "/llaqo/result/file", str(path))

@@ -11,8 +11,10 @@ import base64
 import binascii
 import json
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
+
+from llaqo_model.model.assessment import Assessment
 
 PROTOCOL_VERSION = 1
 MAX_ID_CHARS = 128
@@ -42,6 +44,19 @@ SCORE_MISMATCH = "score_mismatch"
 CANCELLED = "cancelled"
 INTERNAL = "internal_error"
 
+def _json_type(annotation: str) -> str:
+    """JSON type of a dataclass field annotation (string annotations, as `from __future__` leaves them)."""
+    for prefix, json_type in (("dict", "object"), ("list", "array"), ("int", "integer"), ("float", "number")):
+        if annotation.startswith(prefix):
+            return json_type
+    return "string"
+
+
+def assessment_fields() -> dict[str, tuple[str, bool]]:
+    """The assessment message's fields, derived from `Assessment` (`to_dict` always sends every one)."""
+    return {f.name: (_json_type(str(f.type)), True) for f in fields(Assessment)}
+
+
 # field → (JSON type, required); "enum" values are listed in ENUMS.
 CLIENT_FIELDS: dict[str, dict[str, tuple[str, bool]]] = {
     "hello": {"client": ("string", True), "protocol": ("integer", True), "token": ("string", False)},
@@ -68,17 +83,7 @@ SERVER_FIELDS: dict[str, dict[str, tuple[str, bool]]] = {
     },
     "progress": {"take_id": ("string", True), "stage": ("string", True), "fraction": ("number", True)},
     "report": {"take_id": ("string", True), "report": ("object", True)},
-    "assessment": {
-        "take_id": ("string", True),
-        "ratings": ("object", True),
-        "overall": ("integer", True),
-        "difficulty": ("integer", True),
-        "technique": ("string", True),
-        "feedback": ("string", True),
-        "bar_comments": ("array", True),
-        "expected_ratings": ("object", False),
-        "withheld_comments": ("integer", False),
-    },
+    "assessment": {"take_id": ("string", True), **assessment_fields()},
     "answer.delta": {"request_id": ("string", True), "take_id": ("string", False), "text": ("string", True)},
     "answer": {"request_id": ("string", True), "take_id": ("string", False), "text": ("string", True)},
     "error": {
@@ -244,9 +249,9 @@ def report(take_id: str, report_dict: dict[str, Any]) -> dict[str, Any]:
     return {"type": "report", "take_id": take_id, "report": report_dict}
 
 
-def assessment(take_id: str, result: dict[str, Any]) -> dict[str, Any]:
-    """The model's assessment (Assessor.assess output) of a take."""
-    return {"type": "assessment", "take_id": take_id, **result}
+def assessment(take_id: str, result: Assessment) -> dict[str, Any]:
+    """The model's assessment of a take."""
+    return {"type": "assessment", "take_id": take_id, **result.to_dict()}
 
 
 def answer_delta(request_id: str, take_id: str, text: str) -> dict[str, Any]:

@@ -126,7 +126,8 @@ async def serve_until_stopped(server: Server, stop: asyncio.Event | None = None)
 
 def build_engine(model: str | None, device: str = "auto", limits: Limits | None = None) -> Engine:
     """Load the transcriber and, when `model` is given, the assessor ('embedded' or a checkpoint dir)."""
-    from llaqo_model.analysis.transcribe import Transcriber, TranscriberConfig, pick_device
+    from llaqo_model.analysis.transcribe import Transcriber, TranscriberConfig
+    from llaqo_model.io import pick_device
 
     transcriber = Transcriber(TranscriberConfig(device=pick_device(device)))
     assessor = None

@@ -193,8 +193,8 @@ class Connection:
         score = await self._score(tid)
         report = await self.engine.report(take, score, tid)
         await self.send(p.progress(tid, "analysed", 1.0))
-        if report.alignment is not None and not report.alignment.matches_score:
-            await self.send(p.error(p.SCORE_MISMATCH, report.warnings[-1], tid))
+        if report.score_mismatch is not None:
+            await self.send(p.error(p.SCORE_MISMATCH, report.score_mismatch, tid))
         await self.send(p.report(tid, report.to_dict()))
         if self.engine.model_worker is not None:
             await self.send(p.progress(tid, "assessing", 0.0))

@@ -36,28 +36,13 @@ from llaqo_model.analysis.pipeline import report_from_notes
 from llaqo_model.analysis.report import Note, PedalInterval
 from llaqo_model.analysis.score import Score, load_score
 from llaqo_model.analysis.transcribe import Transcriber, TranscriberConfig
+from llaqo_model.io import read_performance_midi
 from llaqo_training.render import available_soundfonts, render_notes
 
 REPO = Path(__file__).resolve().parents[1]
 NOTE_ERRORS = {"wrong_note", "missed_note", "extra_note"}
 NOTE_TROUBLE = NOTE_ERRORS | {"unclear", "restart"}  # what a clean take must not be told
 LEAD_S = 0.08
-
-
-def performance_notes(midi_path: Path) -> tuple[list[Note], list[PedalInterval]]:
-    """Notes and sustain-pedal intervals of a performance MIDI."""
-    pm = pretty_midi.PrettyMIDI(str(midi_path))
-    notes = [Note(n.start, n.end, n.pitch, n.velocity) for inst in pm.instruments for n in inst.notes]
-    pedal, down = [], None
-    for cc in sorted(
-        (c for inst in pm.instruments for c in inst.control_changes if c.number == 64), key=lambda c: c.time
-    ):
-        if cc.value >= 64 and down is None:
-            down = cc.time
-        elif cc.value < 64 and down is not None:
-            pedal.append(PedalInterval(down, cc.time))
-            down = None
-    return sorted(notes, key=lambda n: n.onset), pedal
 
 
 def downbeats(annotation_path: Path) -> tuple[list[float], bool]:
@@ -152,7 +137,7 @@ def prepare(asap: Path, row: dict, length_s: float) -> tuple[Score, list[Note], 
     k1 = next((k for k in range(k0 + 4, len(beats)) if beats[k] - beats[k0] >= length_s), None)
     if k1 is None:
         raise ValueError("performance too short")
-    notes, pedal = performance_notes(asap / row["midi_performance"])
+    notes, pedal = read_performance_midi(asap / row["midi_performance"])
     cut, ped = excerpt(notes, pedal, beats[k0] - LEAD_S, beats[k1] - LEAD_S)
     passage = score.excerpt(k0 + offset, k1 - 1 + offset)
     shift = 0.5 - (beats[k0] - LEAD_S)
@@ -263,7 +248,7 @@ def main() -> int:
 def memory_and_40s(asap: Path, transcriber: Transcriber) -> None:
     """RTF on a 40 s take and peak RSS of `llaqo analyze` on a 5-minute take (separate process)."""
     row = next(r for r in sample_pieces(asap, 50, 1) if r["folder"].startswith("Chopin"))
-    notes, pedal = performance_notes(asap / row["midi_performance"])
+    notes, pedal = read_performance_midi(asap / row["midi_performance"])
     with tempfile.TemporaryDirectory() as tmp:
         forty, ped40 = excerpt(notes, pedal, notes[0].onset, notes[0].onset + 40)
         audio = render_notes(forty, ped40)[: 40 * 44100]
@@ -288,7 +273,7 @@ def memory_and_40s(asap: Path, transcriber: Transcriber) -> None:
         t = time.perf_counter()
         with log.open("wb") as err:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "llaqo_model.cli", "analyze", str(path), "--json", str(Path(tmp) / "r.json")],
+                [sys.executable, "-m", "llaqo_cli", "analyze", str(path), "--json", str(Path(tmp) / "r.json")],
                 stdout=subprocess.DEVNULL,
                 stderr=err,
             )

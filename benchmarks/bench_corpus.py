@@ -23,11 +23,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import pretty_midi
-
 from llaqo_model.analysis.pipeline import Analyzer, report_from_notes
-from llaqo_model.analysis.report import RUBRIC_KEYS, TECHNIQUES, Note, PerformanceReport
+from llaqo_model.analysis.report import RUBRIC_KEYS, TECHNIQUES, PerformanceReport
 from llaqo_model.analysis.score import load_score
+from llaqo_model.io import read_performance_midi
 from llaqo_training.corpus import build, default_config, format_summary
 
 NOTE_KINDS = ("wrong_note", "missed_note", "extra_note")
@@ -72,12 +71,6 @@ def diversity(entries: list[dict[str, Any]]) -> tuple[bool, list[str]]:
 
 def _flagged(report: PerformanceReport, kinds: tuple[str, ...]) -> set[int]:
     return {b.bar for b in report.bars if any(i.kind in kinds for i in b.issues)}
-
-
-def _midi_notes(path: str) -> list[Note]:
-    pm = pretty_midi.PrettyMIDI(path)
-    notes = [Note(n.start, n.end, n.pitch, n.velocity) for i in pm.instruments for n in i.notes]
-    return sorted(notes, key=lambda n: (n.onset, n.pitch))
 
 
 def recall(entries: list[dict[str, Any]], analyse: Any) -> tuple[Counter, Counter]:
@@ -139,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     with_notes = [e for e in entries if e.get("score") and any(f["kind"] in NOTE_KINDS for f in e["faults"])]
 
     def from_midi(e: dict[str, Any]) -> PerformanceReport:
-        notes = _midi_notes(e["performance_midi"])
+        notes, _ = read_performance_midi(e["performance_midi"])
         return report_from_notes(notes, [], e["duration_s"], e["id"], load_score(e["score"]))
 
     strict, lenient = recall(with_notes, from_midi)

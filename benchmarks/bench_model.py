@@ -135,7 +135,7 @@ def train_step_figures(model, prepared, args: argparse.Namespace) -> dict:
 def bench_paper_gpu(args: argparse.Namespace) -> dict:
     """Paper-scale model (random weights, bf16, LoRA, gradient checkpointing) on one GPU."""
     from llaqo_model.model.llaqo import LlaqoModel, paper_config
-    from llaqo_training.tokenizer import train_tokenizer
+    from llaqo_model.model.tokenizer import train_tokenizer
 
     if not torch.cuda.is_available():
         return {"paper": "skipped: no CUDA device on this machine"}

@@ -28,7 +28,7 @@ import torch
 from llaqo_backend.harness import ServerThread
 from llaqo_backend.server import Server, ServerConfig, build_engine
 from llaqo_bridge.client import LlaqoClient
-from llaqo_model.analysis.audio import load_audio
+from llaqo_model.io import load_audio
 
 RATE = 44100
 

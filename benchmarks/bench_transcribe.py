@@ -19,10 +19,10 @@ import numpy as np
 import torch
 from bench_analysis import onset_f1, performance_notes
 
-from llaqo_model.analysis.audio import load_audio
 from llaqo_model.analysis.pipeline import report_from_notes
 from llaqo_model.analysis.score import load_score
 from llaqo_model.analysis.transcribe import Transcriber, TranscriberConfig
+from llaqo_model.io import load_audio
 
 
 def main() -> None:

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 
+from llaqo_cli import main
 from llaqo_model.analysis.report import TECHNIQUES, Note
-from llaqo_model.cli import main
 from llaqo_training.adapters import import_table, read_rows, resolve_audio
 from llaqo_training.render import render_notes
 from llaqo_training.sources import shared_root

@@ -141,8 +141,8 @@ def test_score_free_report_says_what_was_measured(wrong_take_report, clean_notes
     assert "score" not in report.available_measures
     assert "score" in wrong_take_report.available_measures
     assert (
-        abs(report.measures["ioi_tempo_bpm"] - 2 * BPM) < 10
-        or abs(report.measures["ioi_tempo_bpm"] - BPM) < 5
+        abs(report.measures.ioi_tempo_bpm - 2 * BPM) < 10
+        or abs(report.measures.ioi_tempo_bpm - BPM) < 5
     )
 
 

@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def llaqo(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "llaqo_model.cli", *args],
+        [sys.executable, "-m", "llaqo_cli", *args],
         capture_output=True,
         text=True,
         cwd=REPO,
@@ -106,8 +106,8 @@ def test_bad_score_is_one_clear_line(takes, name, message):
 
 
 def test_take_over_the_length_limit_is_refused(tmp_path):
-    from llaqo_model.analysis.audio import load_audio
     from llaqo_model.errors import AudioError
+    from llaqo_model.io import load_audio
 
     path = tmp_path / "long.wav"
     sf.write(path, 0.1 * np.ones(8000 * 30, dtype=np.float32), 8000)

@@ -206,7 +206,7 @@ def _default_sf() -> Path:
 
 
 def test_cli_build_rejects_bad_arguments(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from llaqo_model.cli import main
+    from llaqo_cli import main
 
     assert main(["corpus", "build", "--out", str(tmp_path), "--takes", "0"]) == 2
     assert main(["corpus", "build", "--out", str(tmp_path), "--takes", "2", "--max-seconds", "90"]) == 2

@@ -11,8 +11,8 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from llaqo_cli import main
 from llaqo_model.analysis.report import RUBRIC_KEYS, TECHNIQUES, Bar, Issue, PerformanceReport
-from llaqo_model.cli import main
 from llaqo_model.errors import ModelError
 from llaqo_model.model.assess import Assessor, build_tiny_checkpoint
 from llaqo_model.model.checkpoint import from_pretrained, save_pretrained
@@ -21,7 +21,7 @@ from llaqo_model.model.llaqo import LlaqoModel, tiny_config
 from llaqo_model.model.lm import build_lm
 from llaqo_model.model.onnx_export import export_onnx, onnx_parity
 from llaqo_model.model.prompts import OVERALL_QUESTION
-from llaqo_training.tokenizer import train_tokenizer
+from llaqo_model.model.tokenizer import train_tokenizer
 
 
 def noise(seconds: float, seed: int = 0) -> np.ndarray:
@@ -108,15 +108,15 @@ def test_assessor_api(tmp_path: Path) -> None:
     results = assessor.assess_batch([(noise(3.0), 16000, report()), (noise(2.0, seed=1), 22050, report())])
     assert len(results) == 2
     for out in results:
-        assert list(out["ratings"]) == list(RUBRIC_KEYS)
-        assert all(1 <= v <= 6 for v in out["ratings"].values())
-        assert all(1.0 <= v <= 6.0 for v in out["expected_ratings"].values())
-        assert 1 <= out["overall"] <= 6 and 1 <= out["difficulty"] <= 9
-        assert out["technique"] in TECHNIQUES
-        assert isinstance(out["feedback"], str)
-        assert [c["bar"] for c in out["bar_comments"]] == [3]  # only the bar with an issue
+        assert list(out.ratings) == list(RUBRIC_KEYS)
+        assert all(1 <= v <= 6 for v in out.ratings.values())
+        assert all(1.0 <= v <= 6.0 for v in out.expected_ratings.values())
+        assert 1 <= out.overall <= 6 and 1 <= out.difficulty <= 9
+        assert out.technique in TECHNIQUES
+        assert isinstance(out.feedback, str)
+        assert [c.bar for c in out.bar_comments] == [3]  # only the bar with an issue
     single = assessor.assess(noise(3.0), 16000, report())
-    assert single["ratings"] == results[0]["ratings"]
+    assert single.ratings == results[0].ratings
     deltas = list(assessor.ask(noise(3.0), 16000, report(), "What happened in bar 3?"))
     assert all(isinstance(d, str) for d in deltas)
     assert list(assessor.ask(noise(3.0), 16000, report(), OVERALL_QUESTION))[0] in list("123456")

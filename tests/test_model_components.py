@@ -10,9 +10,9 @@ from llaqo_model.analysis.report import TECHNIQUES
 from llaqo_model.model.encoder import EncoderConfig, build_encoder
 from llaqo_model.model.frontend import FrontendConfig, audio_windows, fbank
 from llaqo_model.model.llaqo import LlaqoModel, tiny_config
-from llaqo_model.model.prompts import OVERALL_QUESTION, canonical_questions
+from llaqo_model.model.prompts import DIFFICULTY, OVERALL, OVERALL_QUESTION, TECHNIQUE, canonical_questions
 from llaqo_model.model.qformer import QFormer, QFormerConfig
-from llaqo_training.tokenizer import train_tokenizer
+from llaqo_model.model.tokenizer import train_tokenizer
 
 
 @pytest.fixture(scope="module")
@@ -99,11 +99,11 @@ def test_constrained_answers_are_always_in_range(tokenizer) -> None:
             audio.select([0] * len(questions)), list(questions.values()), [None] * len(questions), list(questions)
         )
         for qtype, c in zip(questions, choices, strict=True):
-            if qtype == "technique":
+            if qtype == TECHNIQUE:
                 assert c.answer in TECHNIQUES
                 assert set(c.probs) == set(TECHNIQUES)
             else:
-                top = 9 if qtype == "difficulty" else 6
+                top = 9 if qtype == DIFFICULTY else 6
                 assert 1 <= int(c.answer) <= top
                 assert 1.0 <= c.expected() <= top
                 assert abs(sum(c.probs.values()) - 1.0) < 1e-4
@@ -119,7 +119,7 @@ def test_grounding_puts_the_report_in_the_prompt_and_audio_only_leaves_it_out(to
     config.grounding = False
     plain, _, _ = model.embed_prompts(audio, [OVERALL_QUESTION], ["bar 3: rushing; bar 5: dynamics"])
     assert grounded.shape[1] > plain.shape[1]
-    assert model.choose(audio, [OVERALL_QUESTION], ["bar 3: rushing"], ["overall"])[0].answer in list("123456")
+    assert model.choose(audio, [OVERALL_QUESTION], ["bar 3: rushing"], [OVERALL])[0].answer in list("123456")
 
 
 @pytest.mark.slow  # runs the real Transkun backbone

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from llaqo_model.model.llaqo import LlaqoModel, tiny_config
-from llaqo_model.model.prompts import OVERALL_QUESTION, TECHNIQUE_QUESTION
+from llaqo_model.model.prompts import OVERALL, OVERALL_QUESTION, TECHNIQUE, TECHNIQUE_QUESTION
+from llaqo_model.model.tokenizer import train_tokenizer
 from llaqo_training.dataset import QA, TrainTake
-from llaqo_training.tokenizer import train_tokenizer
 from llaqo_training.train import fit
 
 CLIPS = [(220.0, "2", "scales"), (440.0, "5", "octaves"), (880.0, "3", "staccato"), (1760.0, "6", "scales")]
@@ -39,8 +39,8 @@ def test_overfit_answers_follow_the_audio() -> None:
     losses = fit(model, takes, steps=600, batch_takes=4, questions_per_take=2, lr=3e-3, warmup=20, log_every=0)
     assert np.mean(losses[-20:]) < 0.1 < np.mean(losses[:20])
     audio = model.encode_audio([t.prepared for t in takes])
-    overall = model.choose(audio, [OVERALL_QUESTION] * 4, [None] * 4, ["overall"] * 4)
-    technique = model.choose(audio, [TECHNIQUE_QUESTION] * 4, [None] * 4, ["technique"] * 4)
+    overall = model.choose(audio, [OVERALL_QUESTION] * 4, [None] * 4, [OVERALL] * 4)
+    technique = model.choose(audio, [TECHNIQUE_QUESTION] * 4, [None] * 4, [TECHNIQUE] * 4)
     assert [c.answer for c in overall] == [o for _, o, _ in CLIPS]
     assert [c.answer for c in technique] == [t for _, _, t in CLIPS]
     assert all(c.probs[c.answer] > 0.5 for c in overall)

@@ -18,7 +18,7 @@ from websockets.exceptions import ConnectionClosed
 
 def llaqo(*args: str) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if k != "LLAQO_TOKEN"}
-    return subprocess.Popen([sys.executable, "-m", "llaqo_model.cli", *args], stderr=subprocess.PIPE, text=True,
+    return subprocess.Popen([sys.executable, "-m", "llaqo_cli", *args], stderr=subprocess.PIPE, text=True,
                             env=env)
 
 

@@ -58,7 +58,7 @@ def test_assessment_and_streamed_answer(model_server, short_take):
     result, deltas, messages = asyncio.run(go())
     assessment = result.assessment
     assert set(assessment["ratings"]) == set(RUBRIC_KEYS)
-    assert all(1 <= v <= 5 for v in assessment["ratings"].values())
+    assert all(1 <= v <= 6 for v in assessment["ratings"].values())
     assert {"overall", "difficulty", "technique", "feedback", "bar_comments"} <= set(assessment)
     assert [s for s, _ in result.progress] == ["transcribing", "analysed", "assessing"]
     assert result.assessment_latency_s >= result.report_latency_s
@@ -80,7 +80,7 @@ def test_queued_assessments_run_as_one_batch(assessor):
         results = asyncio.run(go())
     finally:
         worker.close()
-    assert len(results) == 5 and all(set(r["ratings"]) == set(RUBRIC_KEYS) for r in results)
+    assert len(results) == 5 and all(set(r.ratings) == set(RUBRIC_KEYS) for r in results)
     assert sum(worker.batches) == 5 and len(worker.batches) <= 2
 
 

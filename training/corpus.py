@@ -19,12 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pretty_midi
 import soundfile as sf
 
 from llaqo_model.analysis.pipeline import report_from_notes
 from llaqo_model.analysis.report import RUBRIC_KEYS
 from llaqo_model.errors import LlaqoError
+from llaqo_model.io import write_performance_midi
 from llaqo_training import labels as L
 from llaqo_training.augment import apply_chain, draw_chain
 from llaqo_training.faults import FAMILIES, inject
@@ -111,19 +111,6 @@ def fault_plan(take: Take, rng: np.random.Generator, clean: bool) -> tuple[dict[
     return chosen, skill
 
 
-def write_performance_midi(take: Take, path: Path) -> None:
-    """The performed notes and sustain pedal as a MIDI file (what the audio was rendered from)."""
-    pm = pretty_midi.PrettyMIDI()
-    inst = pretty_midi.Instrument(program=0, name="piano")
-    notes, pedal = take.to_notes()
-    inst.notes = [pretty_midi.Note(n.velocity, n.pitch, max(n.onset, 0.0), n.offset) for n in notes]
-    for p in pedal:
-        inst.control_changes.append(pretty_midi.ControlChange(64, 127, p.onset))
-        inst.control_changes.append(pretty_midi.ControlChange(64, 0, p.offset))
-    pm.instruments.append(inst)
-    pm.write(str(path))
-
-
 _STATE: dict[str, Any] = {}
 
 
@@ -189,7 +176,7 @@ def _build(take_id: str, piece: Piece, take_dir: Path, rng: np.random.Generator,
     chain = draw_chain(rng)
     audio = apply_chain(audio, config.sample_rate, chain, rng)
     sf.write(str(take_dir / "take.flac"), audio, config.sample_rate)
-    write_performance_midi(take, take_dir / "performance.mid")
+    write_performance_midi(*take.to_notes(), take_dir / "performance.mid")
     labels = {
         "ratings": ratings,
         "overall": overall,

@@ -12,18 +12,18 @@ import numpy as np
 import torch
 
 from llaqo_model.analysis.report import RUBRIC_KEYS
-from llaqo_model.model.prompts import canonical_questions
+from llaqo_model.model.prompts import DIFFICULTY, OVERALL, TECHNIQUE, QuestionType, canonical_questions, rating
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class QA:
-    """One question with its reference answer; qtype like 'rating:evenness', 'technique', 'open:tempo'."""
+    """One question with its reference answer and its answer kind."""
 
     question: str
     answer: str
-    qtype: str
+    qtype: QuestionType
 
 
 @dataclass
@@ -55,13 +55,13 @@ def read_manifest(path: str | Path) -> list[dict[str, Any]]:
 def label_qa(entry: dict[str, Any]) -> list[QA]:
     """The canonical constrained questions answered from the take's labels, plus the corpus's own QA."""
     questions = canonical_questions()
-    out = [QA(questions[f"rating:{k}"], str(int(entry["ratings"][k])), f"rating:{k}") for k in RUBRIC_KEYS]
-    for key in ("overall", "difficulty"):
+    out = [QA(questions[rating(k)], str(int(entry["ratings"][k])), rating(k)) for k in RUBRIC_KEYS]
+    for key, qtype in (("overall", OVERALL), ("difficulty", DIFFICULTY)):
         if entry.get(key) is not None:
-            out.append(QA(questions[key], str(int(entry[key])), key))
+            out.append(QA(questions[qtype], str(int(entry[key])), qtype))
     if entry.get("technique"):
-        out.append(QA(questions["technique"], entry["technique"], "technique"))
-    out += [QA(x["q"], str(x["a"]), x.get("type", "open")) for x in entry.get("qa", [])]
+        out.append(QA(questions[TECHNIQUE], entry["technique"], TECHNIQUE))
+    out += [QA(x["q"], str(x["a"]), QuestionType.parse(x.get("type", "open"))) for x in entry.get("qa", [])]
     return out
 
 
@@ -70,26 +70,11 @@ def report_text(entry: dict[str, Any]) -> str | None:
     midi = entry.get("performance_midi")
     if not midi or not Path(midi).is_file():
         return None
-    import pretty_midi
-
     from llaqo_model.analysis.pipeline import report_from_notes
-    from llaqo_model.analysis.report import Note, PedalInterval
     from llaqo_model.analysis.score import load_score
+    from llaqo_model.io import read_performance_midi
 
-    pm = pretty_midi.PrettyMIDI(midi)
-    notes = sorted(
-        (Note(round(n.start, 4), round(n.end, 4), n.pitch, n.velocity) for i in pm.instruments for n in i.notes),
-        key=lambda n: (n.onset, n.pitch),
-    )
-    pedal: list[PedalInterval] = []
-    for inst in pm.instruments:
-        down = None
-        for cc in (c for c in inst.control_changes if c.number == 64):
-            if cc.value >= 64 and down is None:
-                down = cc.time
-            elif cc.value < 64 and down is not None:
-                pedal.append(PedalInterval(round(down, 4), round(cc.time, 4)))
-                down = None
+    notes, pedal = read_performance_midi(midi)
     duration = max((n.offset for n in notes), default=0.0) + 0.5
     score = None
     if entry.get("score"):
@@ -109,7 +94,7 @@ def load_takes(
     entries: list[dict[str, Any]], prepare: Any, cache_dir: str | Path | None = None, grounding: bool = True
 ) -> list[TrainTake]:
     """Prepare every take (audio features via `prepare(samples, rate)`, report text), cached on disk."""
-    from llaqo_model.analysis.audio import load_audio
+    from llaqo_model.io import load_audio
 
     cache = Path(cache_dir) if cache_dir else None
     if cache:

@@ -10,11 +10,11 @@ from typing import Any
 from llaqo_model.analysis.report import RUBRIC_KEYS
 from llaqo_model.model.checkpoint import from_pretrained
 from llaqo_model.model.llaqo import LlaqoModel
-from llaqo_model.model.prompts import canonical_questions, options_for
+from llaqo_model.model.prompts import DIFFICULTY, TECHNIQUE, QuestionType, canonical_questions, options_for, rating
 from llaqo_training.dataset import TrainTake, load_takes, read_manifest
 
 
-def predict(model: LlaqoModel, takes: list[TrainTake], batch_takes: int = 4) -> list[dict[str, Any]]:
+def predict(model: LlaqoModel, takes: list[TrainTake], batch_takes: int = 4) -> list[dict[QuestionType, Any]]:
     """Constrained answers (and expected values) for every canonical question of every take."""
     questions = canonical_questions()
     out = []
@@ -28,14 +28,16 @@ def predict(model: LlaqoModel, takes: list[TrainTake], batch_takes: int = 4) -> 
             [batch[i].report_text for i, _, _ in rows],
             [qt for _, qt, _ in rows],
         )
-        preds: list[dict[str, Any]] = [{} for _ in batch]
+        preds: list[dict[QuestionType, Any]] = [{} for _ in batch]
         for (i, qt, _), c in zip(rows, choices, strict=True):
             preds[i][qt] = c
         out += preds
     return out
 
 
-def score_predictions(takes: list[TrainTake], preds: list[dict[str, Any]], mode: dict[str, str]) -> dict[str, Any]:
+def score_predictions(
+    takes: list[TrainTake], preds: list[dict[QuestionType, Any]], mode: dict[str, int]
+) -> dict[str, Any]:
     """Metrics of the model and of always answering the training `mode`."""
     hits = total = within1 = followed = 0
     err_argmax = err_expected = err_mode = mode_hits = 0.0
@@ -45,21 +47,21 @@ def score_predictions(takes: list[TrainTake], preds: list[dict[str, Any]], mode:
             followed += choice.answer in (options_for(qt) or [])
         for key in RUBRIC_KEYS:
             truth = int(take.labels["ratings"][key])
-            c = pred[f"rating:{key}"]
+            c = pred[rating(key)]
             total += 1
             hits += int(c.answer) == truth
             within1 += abs(int(c.answer) - truth) <= 1
             err_argmax += abs(int(c.answer) - truth)
             err_expected += abs(c.expected() - truth)
-            err_mode += abs(int(mode[f"rating:{key}"]) - truth)
-            mode_hits += int(mode[f"rating:{key}"]) == truth
+            err_mode += abs(mode[key] - truth)
+            mode_hits += mode[key] == truth
         if take.labels.get("difficulty") is not None:
             diff_n += 1
-            diff_err += abs(int(pred["difficulty"].answer) - int(take.labels["difficulty"]))
-            diff_hits += int(pred["difficulty"].answer) == int(take.labels["difficulty"])
+            diff_err += abs(int(pred[DIFFICULTY].answer) - int(take.labels["difficulty"]))
+            diff_hits += int(pred[DIFFICULTY].answer) == int(take.labels["difficulty"])
         if take.labels.get("technique"):
             tech_n += 1
-            tech_hits += pred["technique"].answer == take.labels["technique"]
+            tech_hits += pred[TECHNIQUE].answer == take.labels["technique"]
     n_answers = sum(len(p) for p in preds)
     return {
         "takes": len(takes),
@@ -76,12 +78,9 @@ def score_predictions(takes: list[TrainTake], preds: list[dict[str, Any]], mode:
     }
 
 
-def training_mode(entries: list[dict[str, Any]]) -> dict[str, str]:
-    """Most frequent training answer per constrained question type (the baseline)."""
-    mode = {}
-    for key in RUBRIC_KEYS:
-        mode[f"rating:{key}"] = str(Counter(int(e["ratings"][key]) for e in entries).most_common(1)[0][0])
-    return mode
+def training_mode(entries: list[dict[str, Any]]) -> dict[str, int]:
+    """Most frequent training rating per rubric key (the baseline)."""
+    return {key: Counter(int(e["ratings"][key]) for e in entries).most_common(1)[0][0] for key in RUBRIC_KEYS}
 
 
 def evaluate(

@@ -22,6 +22,7 @@ import pretty_midi
 
 from llaqo_model.analysis.report import TECHNIQUES
 from llaqo_model.analysis.score import Score, load_score
+from llaqo_model.io import read_performance_midi
 from llaqo_training.performance import NOTE_DTYPE, PEDAL_DTYPE, Take, cut_performance, perform_score
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,7 @@ MUSIC21_PIANO = {
 }
 MUSIC21_SONATA_FORMS = ("mozart/k155", "mozart/k156", "mozart/k157", "mozart/k158", "haydn/opus1no1")
 KEYS = ("C", "G", "D", "A", "E", "F", "B-", "E-", "A-")
+MIN_NOTE_S = 0.02  # a zero-length MIDI note still sounds; give it the shortest audible duration
 EXERCISE_VARIANTS = 3
 
 
@@ -195,25 +197,15 @@ def _annotations(path: str) -> tuple[np.ndarray, np.ndarray]:
 
 @functools.lru_cache(maxsize=8)
 def _performance_arrays(path: str) -> tuple[np.ndarray, np.ndarray]:
-    pm = pretty_midi.PrettyMIDI(path)
-    notes = [n for inst in pm.instruments for n in inst.notes]
+    notes, pedal = read_performance_midi(path)
     arr = np.zeros(len(notes), dtype=NOTE_DTYPE)
-    arr["onset_sec"] = [n.start for n in notes]
-    arr["duration_sec"] = [max(n.end - n.start, 0.02) for n in notes]
+    arr["onset_sec"] = [n.onset for n in notes]
+    arr["duration_sec"] = [max(n.offset - n.onset, MIN_NOTE_S) for n in notes]
     arr["pitch"] = [n.pitch for n in notes]
     arr["velocity"] = [n.velocity for n in notes]
     arr["staff"] = 1
     arr["score_id"] = -1
-    arr = arr[np.argsort(arr["onset_sec"], kind="stable")]
-    presses, down = [], None
-    for inst in pm.instruments:
-        for cc in sorted((c for c in inst.control_changes if c.number == 64), key=lambda c: c.time):
-            if cc.value >= 64 and down is None:
-                down = cc.time
-            elif cc.value < 64 and down is not None:
-                presses.append((down, cc.time))
-                down = None
-    return arr, np.array(sorted(presses), dtype=PEDAL_DTYPE)
+    return arr, np.array(sorted((p.onset, p.offset) for p in pedal), dtype=PEDAL_DTYPE)
 
 
 def _choose_bars(downbeats: np.ndarray, rng: np.random.Generator, target_s: float) -> tuple[int, int] | None:

@@ -18,8 +18,8 @@ import torch
 
 from llaqo_model.model.checkpoint import from_pretrained, save_pretrained
 from llaqo_model.model.llaqo import LlaqoModel, embedded_config
+from llaqo_model.model.tokenizer import train_tokenizer
 from llaqo_training.dataset import QA, TrainTake, load_takes, read_manifest
-from llaqo_training.tokenizer import train_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -109,8 +109,8 @@ def fit(
 
 def pick_questions(take: TrainTake, n: int, label_share: float, rng: random.Random) -> list[QA]:
     """`n` of the take's questions, about `label_share` of them label questions (when it has both kinds)."""
-    labels = [qa for qa in take.qa if not qa.qtype.startswith("open")]
-    opens = [qa for qa in take.qa if qa.qtype.startswith("open")]
+    labels = [qa for qa in take.qa if qa.qtype.constrained]
+    opens = [qa for qa in take.qa if not qa.qtype.constrained]
     if not labels or not opens:
         return rng.sample(take.qa, min(n, len(take.qa)))
     n_label = min(len(labels), max(1, round(n * label_share)))

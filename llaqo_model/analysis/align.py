@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import parangonar as pa
 
-from llaqo_model.analysis.report import AlignmentSummary, Note
+from llaqo_model.analysis.report import AlignmentSummary, Note, ScoreNote
 from llaqo_model.analysis.score import Score
 
 MIN_COVERAGE = 0.5
@@ -116,7 +115,7 @@ class Alignment:
     summary: AlignmentSummary = field(default_factory=AlignmentSummary)
     in_take: np.ndarray | None = None
 
-    def score_note_dicts(self) -> list[dict[str, Any]]:
+    def score_notes(self) -> list[ScoreNote]:
         """Score notes with their bar, expected time and status, for plots and the model."""
         na = self.score.note_array
         status = np.full(len(na), "outside", dtype=object)
@@ -133,15 +132,15 @@ class Alignment:
             else na["onset_beat"] + na["duration_beat"]
         )
         return [
-            {
-                "pitch": int(n["pitch"]),
-                "bar": int(n["bar"]),
-                "onset_beat": round(float(n["onset_beat"]), 4),
-                "duration_beat": round(float(n["duration_beat"]), 4),
-                "expected_s": round(float(t), 3),
-                "expected_end_s": round(float(e), 3),
-                "status": str(st),
-            }
+            ScoreNote(
+                pitch=int(n["pitch"]),
+                bar=int(n["bar"]),
+                onset_beat=round(float(n["onset_beat"]), 4),
+                duration_beat=round(float(n["duration_beat"]), 4),
+                expected_s=round(float(t), 3),
+                expected_end_s=round(float(e), 3),
+                status=str(st),
+            )
             for n, t, e, st in zip(na, times, ends, status, strict=True)
         ]
 

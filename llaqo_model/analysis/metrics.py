@@ -6,12 +6,12 @@ Thresholds are deliberately conservative so that an expert's rubato is not flagg
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import replace
 
 import numpy as np
 
 from llaqo_model.analysis.align import Alignment
-from llaqo_model.analysis.report import Bar, Issue, Note, PedalInterval
+from llaqo_model.analysis.report import NOTE_ERROR_KINDS, Bar, Issue, IssueKind, Measures, Note, PedalInterval
 from llaqo_model.analysis.score import Score, pitch_name, spelled_name
 
 CHORD_WINDOW_S = 0.05
@@ -24,7 +24,6 @@ STACCATO_RATIO = 0.3
 DYNAMIC_JUMP = 28.0
 MIN_EXTRA_VELOCITY = 12
 GRAZE_VELOCITY_RATIO = 0.6
-NOTE_ERROR_KINDS = ("wrong_note", "missed_note", "extra_note")
 UNCLEAR_MIN_ERRORS = 3
 UNCLEAR_FRACTION = 0.3
 GRAZE_DURATION_S = 0.05
@@ -51,15 +50,12 @@ def onset_clusters(onsets: np.ndarray, window_s: float = CHORD_WINDOW_S) -> list
 
 def score_free_measures(
     notes: list[Note], pedal: list[PedalInterval], duration_s: float
-) -> tuple[dict[str, Any], list[str]]:
+) -> tuple[Measures, list[str]]:
     """Tempo (from inter-onset intervals), dynamics, articulation, asynchrony and pedal use."""
-    measures: dict[str, Any] = {
-        "note_count": len(notes),
-        "notes_per_s": _round(len(notes) / max(duration_s, 1e-6)),
-    }
+    measures = Measures(note_count=len(notes), notes_per_s=_round(len(notes) / max(duration_s, 1e-6)))
     pedal_time = sum(max(0.0, p.offset - p.onset) for p in pedal)
-    measures["pedal_fraction"] = _round(min(1.0, pedal_time / max(duration_s, 1e-6)))
-    measures["pedal_presses"] = len(pedal)
+    measures.pedal_fraction = _round(min(1.0, pedal_time / max(duration_s, 1e-6)))
+    measures.pedal_presses = len(pedal)
     available = ["pedal"]
     if len(notes) < 2:
         return measures, available
@@ -69,7 +65,7 @@ def score_free_measures(
     clusters = onset_clusters(onsets)
     starts = np.array([onsets[c].min() for c in clusters])
     spreads = [1000 * np.ptp(onsets[c]) for c in clusters if len(c) > 1]
-    measures["asynchrony_ms"] = _round(np.mean(spreads), 1) if spreads else 0.0
+    measures.asynchrony_ms = _round(np.mean(spreads), 1) if spreads else 0.0
     ioi = np.diff(starts)
     ioi = ioi[(ioi > 0.06) & (ioi < 2.0)]
     if len(ioi) >= 4:
@@ -79,26 +75,26 @@ def score_free_measures(
         while 60 / beat > 180:
             beat *= 2
         local = np.array([np.median(ioi[max(0, i - 4) : i + 4]) for i in range(len(ioi))])
-        measures["ioi_tempo_bpm"] = _round(60 / beat, 1)
-        measures["ioi_cv"] = _round(float(np.std(local) / np.mean(local)))
+        measures.ioi_tempo_bpm = _round(60 / beat, 1)
+        measures.ioi_cv = _round(float(np.std(local) / np.mean(local)))
         available.append("tempo")
-    measures["velocity_mean"] = _round(float(velocity.mean()), 1)
-    measures["velocity_std"] = _round(float(velocity.std()), 1)
-    measures["velocity_range"] = _round(float(np.percentile(velocity, 95) - np.percentile(velocity, 5)), 1)
+    measures.velocity_mean = _round(float(velocity.mean()), 1)
+    measures.velocity_std = _round(float(velocity.std()), 1)
+    measures.velocity_range = _round(float(np.percentile(velocity, 95) - np.percentile(velocity, 5)), 1)
     edges = np.arange(0.0, duration_s + 2.0, 2.0)
     contour = [
         velocity[(onsets >= a) & (onsets < b)].mean()
         for a, b in zip(edges[:-1], edges[1:], strict=True)
         if np.any((onsets >= a) & (onsets < b))
     ]
-    measures["velocity_contour"] = [_round(v, 1) for v in contour]
-    measures["velocity_contour_std"] = _round(float(np.std(contour)), 1) if contour else None
+    measures.velocity_contour = [_round(v, 1) for v in contour]
+    measures.velocity_contour_std = _round(float(np.std(contour)), 1) if contour else None
     available.append("dynamics")
     next_start = np.interp(onsets, starts, np.append(starts[1:], starts[-1] + 1.0)[: len(starts)])
     gaps = np.maximum(next_start - onsets, 1e-3)
     ratio = np.clip((offsets - onsets) / gaps, 0, 4)
-    measures["duration_ioi_ratio"] = _round(float(np.median(ratio)))
-    measures["legato_overlap_fraction"] = _round(float(np.mean(offsets[:-1] > onsets[1:] + 0.01)))
+    measures.duration_ioi_ratio = _round(float(np.median(ratio)))
+    measures.legato_overlap_fraction = _round(float(np.mean(offsets[:-1] > onsets[1:] + 0.01)))
     available += ["articulation", "asynchrony"]
     return measures, available
 
@@ -108,9 +104,8 @@ def build_bars(
     alignment: Alignment,
     notes: list[Note],
     pedal: list[PedalInterval],
-    measures: dict[str, Any],
 ) -> list[Bar]:
-    """Per-bar figures and teacher-style issues; also adds score-informed global figures to `measures`."""
+    """Per-bar figures and teacher-style issues (`score_measures` sums them up for the take)."""
     na = score.note_array
     tmap = alignment.time_map
     if tmap is None or alignment.in_take is None or not alignment.in_take.any():
@@ -138,7 +133,6 @@ def build_bars(
     _tempo_issues(bars)
     _dynamics_issues(bars)
     _pedal_issues(bars, pedal, score, alignment)
-    _global_measures(bars, alignment, notes, measures)
     return bars
 
 
@@ -160,7 +154,7 @@ def _note_errors(
         if in_row(s):
             bar.issues.append(
                 Issue(
-                    kind="wrong_note",
+                    kind=IssueKind.WRONG_NOTE,
                     detail=f"bar {bar.bar}: played {pitch_name(notes[p].pitch, score.key_fifths)} where the score "
                     f"has {written(s)} ({where(s)})",
                     time_s=round(notes[p].onset, 3),
@@ -173,7 +167,7 @@ def _note_errors(
         if in_row(s) and not _still_sounding(int(na["pitch"][s]), t, notes, pedal):
             bar.issues.append(
                 Issue(
-                    kind="missed_note",
+                    kind=IssueKind.MISSED_NOTE,
                     detail=f"bar {bar.bar}: the {written(s)} on {where(s)} was not played",
                     time_s=round(max(t, 0.0), 3),
                     expected_pitch=int(na["pitch"][s]),
@@ -183,7 +177,7 @@ def _note_errors(
         if in_row(restart.score_note):
             bar.issues.append(
                 Issue(
-                    kind="restart",
+                    kind=IssueKind.RESTART,
                     detail=f"bar {bar.bar}: stopped and started again from {where(restart.score_note)}",
                     time_s=restart.time_s,
                 )
@@ -194,7 +188,7 @@ def _note_errors(
             name = "trill" if len(run) >= 3 else "mordent"
             bar.issues.append(
                 Issue(
-                    kind="ornament",
+                    kind=IssueKind.ORNAMENT,
                     detail=f"bar {bar.bar}: added a {name} on {pitch_name(main, score.key_fifths)} (not in the score)",
                     time_s=round(start, 3),
                     pitch=main,
@@ -206,7 +200,7 @@ def _note_errors(
         if bar.start_s <= n.onset < bar.end_s and _audible(n, notes, matched_velocity) and not _overtone(n, notes):
             bar.issues.append(
                 Issue(
-                    kind="extra_note",
+                    kind=IssueKind.EXTRA_NOTE,
                     detail=f"bar {bar.bar}: an extra {pitch_name(n.pitch, score.key_fifths)} was played",
                     time_s=round(n.onset, 3),
                     pitch=n.pitch,
@@ -235,7 +229,7 @@ def _mark_unclear(bar: Bar, notes: list[Note]) -> None:
         bar.issues = [i for i in bar.issues if i.kind not in NOTE_ERROR_KINDS or _neighbour_slip(i, notes)]
         bar.issues.append(
             Issue(
-                kind="unclear",
+                kind=IssueKind.UNCLEAR,
                 detail=f"bar {bar.bar}: many notes differ from the score here ({len(errors)} of "
                 f"{bar.notes_expected}); play it slowly against the score",
                 time_s=min(i.time_s for i in errors),
@@ -247,9 +241,9 @@ def _mark_unclear(bar: Bar, notes: list[Note]) -> None:
 def _neighbour_slip(issue: Issue, notes: list[Note]) -> bool:
     """A wrong note one or two semitones from the written one, or an extra note struck together with a
     played note one or two semitones away (a brushed neighbouring key)."""
-    if issue.kind == "wrong_note" and issue.pitch is not None and issue.expected_pitch is not None:
+    if issue.kind == IssueKind.WRONG_NOTE and issue.pitch is not None and issue.expected_pitch is not None:
         return abs(issue.pitch - issue.expected_pitch) <= SLIP_SEMITONES
-    if issue.kind == "extra_note" and issue.pitch is not None:
+    if issue.kind == IssueKind.EXTRA_NOTE and issue.pitch is not None:
         return any(
             0 < abs(n.pitch - issue.pitch) <= SLIP_SEMITONES and abs(n.onset - issue.time_s) <= CHORD_WINDOW_S
             for n in notes
@@ -295,7 +289,7 @@ def _bar_figures(bar: Bar, pairs: list[tuple[int, int]], score: Score, alignment
             worst = int(np.argmax(np.abs(resid)))
             bar.issues.append(
                 Issue(
-                    kind="uneven",
+                    kind=IssueKind.UNEVEN,
                     detail=f"bar {bar.bar}: uneven timing — onsets stray by about "
                     f"{bar.onset_deviation_ms:.0f} ms from a steady pulse",
                     time_s=round(float(chord_onsets[worst]), 3),
@@ -311,7 +305,7 @@ def _bar_figures(bar: Bar, pairs: list[tuple[int, int]], score: Score, alignment
         if bar.articulation_ratio < STACCATO_RATIO:
             bar.issues.append(
                 Issue(
-                    kind="articulation",
+                    kind=IssueKind.ARTICULATION,
                     detail=f"bar {bar.bar}: notes are cut short (held for about "
                     f"{100 * bar.articulation_ratio:.0f}% of their written length)",
                     time_s=bar.start_s,
@@ -323,7 +317,7 @@ def _bar_figures(bar: Bar, pairs: list[tuple[int, int]], score: Score, alignment
         if len(spreads) >= 2 and bar.asynchrony_ms > ASYNC_MS:
             bar.issues.append(
                 Issue(
-                    kind="asynchrony",
+                    kind=IssueKind.ASYNCHRONY,
                     detail=f"bar {bar.bar}: chord notes are not together (spread about {bar.asynchrony_ms:.0f} ms)",
                     time_s=bar.start_s,
                 )
@@ -339,7 +333,7 @@ def _bar_figures(bar: Bar, pairs: list[tuple[int, int]], score: Score, alignment
         if len(diffs) >= 2 and bar.balance_db < -BALANCE_MARGIN:
             bar.issues.append(
                 Issue(
-                    kind="balance",
+                    kind=IssueKind.BALANCE,
                     detail=f"bar {bar.bar}: the accompaniment covers the melody (top notes about "
                     f"{-bar.balance_db:.0f} velocity steps softer than the rest)",
                     time_s=bar.start_s,
@@ -362,7 +356,7 @@ def _tempo_issues(bars: list[Bar]) -> None:
         if ratio > RUSH_RATIO:
             bar.issues.append(
                 Issue(
-                    kind="rushing",
+                    kind=IssueKind.RUSHING,
                     detail=f"bar {bar.bar}: rushed — about {bar.tempo_bpm:.0f} bpm against {ref:.0f} around it",
                     time_s=bar.start_s,
                     severity=round(ratio, 2),
@@ -371,7 +365,7 @@ def _tempo_issues(bars: list[Bar]) -> None:
         elif ratio < DRAG_RATIO:
             bar.issues.append(
                 Issue(
-                    kind="dragging",
+                    kind=IssueKind.DRAGGING,
                     detail=f"bar {bar.bar}: held back or hesitated — about {bar.tempo_bpm:.0f} bpm "
                     f"against {ref:.0f} around it",
                     time_s=bar.start_s,
@@ -390,7 +384,7 @@ def _dynamics_issues(bars: list[Bar]) -> None:
             louder = "louder" if bar.mean_velocity > ref else "softer"
             bar.issues.append(
                 Issue(
-                    kind="dynamics",
+                    kind=IssueKind.DYNAMICS,
                     detail=f"bar {bar.bar}: a sudden {louder} bar that breaks the phrase's dynamic line",
                     time_s=bar.start_s,
                 )
@@ -413,7 +407,7 @@ def _pedal_issues(bars: list[Bar], pedal: list[PedalInterval], score: Score, ali
         if a and b and len(a & b) / len(a | b) < 0.5:
             bar.issues.append(
                 Issue(
-                    kind="pedal_blur",
+                    kind=IssueKind.PEDAL_BLUR,
                     detail=f"bar {bar.bar}: the pedal is held over from bar {prev.bar} through a "
                     "change of harmony, so the sound blurs",
                     time_s=bar.start_s,
@@ -421,11 +415,13 @@ def _pedal_issues(bars: list[Bar], pedal: list[PedalInterval], score: Score, ali
             )
 
 
-def _global_measures(bars: list[Bar], alignment: Alignment, notes: list[Note], measures: dict[str, Any]) -> None:
+def score_measures(bars: list[Bar], measures: Measures) -> Measures:
+    """`measures` with the score-informed take-level figures added from the bars."""
+    measures = replace(measures)
     tempi = np.array([b.tempo_bpm for b in bars if b.tempo_bpm is not None])
     if len(tempi):
-        measures["tempo_bpm"] = _round(float(np.median(tempi)), 1)
-        measures["tempo_cv"] = _round(float(np.std(tempi) / np.mean(tempi)))
+        measures.tempo_bpm = _round(float(np.median(tempi)), 1)
+        measures.tempo_cv = _round(float(np.std(tempi) / np.mean(tempi)))
     for key, attr in (
         ("onset_deviation_ms", "onset_deviation_ms"),
         ("bar_articulation_ratio", "articulation_ratio"),
@@ -433,14 +429,15 @@ def _global_measures(bars: list[Bar], alignment: Alignment, notes: list[Note], m
         ("melody_balance", "balance_db"),
     ):
         vals = [getattr(b, attr) for b in bars if getattr(b, attr) is not None]
-        measures[key] = _round(float(np.median(vals)), 2) if vals else None
+        setattr(measures, key, _round(float(np.median(vals)), 2) if vals else None)
     minutes = max(sum(b.end_s - b.start_s for b in bars) / 60, 1e-6)
     counts: dict[str, int] = {}
     for b in bars:
         for i in b.issues:
             counts[i.kind] = counts.get(i.kind, 0) + 1
-    measures["issue_counts"] = counts
-    errors = sum(counts.get(k, 0) for k in ("wrong_note", "missed_note", "extra_note"))
-    measures["note_errors"] = errors
-    measures["note_errors_per_min"] = _round(errors / minutes, 2)
-    measures["bars_played"] = len(bars)
+    measures.issue_counts = counts
+    errors = sum(counts.get(k, 0) for k in NOTE_ERROR_KINDS)
+    measures.note_errors = errors
+    measures.note_errors_per_min = _round(errors / minutes, 2)
+    measures.bars_played = len(bars)
+    return measures

@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 
 from llaqo_model.analysis.align import align_to_score
-from llaqo_model.analysis.audio import DEFAULT_MAX_DURATION_S, check_samples, load_audio, resample, to_mono
-from llaqo_model.analysis.metrics import build_bars, score_free_measures
+from llaqo_model.analysis.metrics import build_bars, score_free_measures, score_measures
 from llaqo_model.analysis.report import Note, PedalInterval, PerformanceReport
 from llaqo_model.analysis.score import Score, load_score
 from llaqo_model.analysis.transcribe import Transcriber, TranscriberConfig
+from llaqo_model.io import DEFAULT_MAX_DURATION_S, check_samples, load_audio, resample, to_mono
 
 
 class Analyzer:
@@ -84,13 +84,15 @@ def report_from_notes(
     if score is not None:
         alignment = align_to_score(score, notes)
         report.alignment = alignment.summary
-        report.score_notes = alignment.score_note_dicts()
+        report.score_notes = alignment.score_notes()
         if alignment.summary.matches_score:
-            report.bars = build_bars(score, alignment, notes, pedal, report.measures)
+            report.bars = build_bars(score, alignment, notes, pedal)
+            report.measures = score_measures(report.bars, report.measures)
             report.available_measures = sorted(set(report.available_measures) | {"score"})
         else:
-            report.warnings.append(
+            report.score_mismatch = (
                 f"the take does not match the score (only {100 * alignment.summary.coverage:.0f}% of "
                 "its notes were found); no bar-level comments were made"
             )
+            report.warnings.append(report.score_mismatch)
     return report

@@ -7,7 +7,8 @@ nobody re-parses another part's output. `to_dict()` gives the JSON contract docu
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -34,23 +35,29 @@ TECHNIQUES: tuple[str, ...] = (
     "octaves",
     "staccato",
 )
-ISSUE_KINDS: tuple[str, ...] = (
-    "wrong_note",
-    "missed_note",
-    "extra_note",
-    "rushing",
-    "dragging",
-    "uneven",
-    "dynamics",
-    "balance",
-    "articulation",
-    "asynchrony",
-    "pedal_blur",
-    "restart",
-    "unclear",
-    "ornament",
-)
-NOT_FAULTS: tuple[str, ...] = ("ornament",)  # kinds that describe a choice, not a problem
+
+
+class IssueKind(StrEnum):
+    """What a bar issue is about; the value is the JSON spelling (a contract: extend, never rename)."""
+
+    WRONG_NOTE = "wrong_note"
+    MISSED_NOTE = "missed_note"
+    EXTRA_NOTE = "extra_note"
+    RUSHING = "rushing"
+    DRAGGING = "dragging"
+    UNEVEN = "uneven"
+    DYNAMICS = "dynamics"
+    BALANCE = "balance"
+    ARTICULATION = "articulation"
+    ASYNCHRONY = "asynchrony"
+    PEDAL_BLUR = "pedal_blur"
+    RESTART = "restart"
+    UNCLEAR = "unclear"
+    ORNAMENT = "ornament"
+
+
+NOTE_ERROR_KINDS: frozenset[IssueKind] = frozenset({IssueKind.WRONG_NOTE, IssueKind.MISSED_NOTE, IssueKind.EXTRA_NOTE})
+NOT_FAULTS: frozenset[IssueKind] = frozenset({IssueKind.ORNAMENT})  # a choice the player made, not a problem
 
 
 @dataclass
@@ -91,7 +98,7 @@ class AlignmentSummary:
 class Issue:
     """One problem a teacher would point at, located in a bar and in time."""
 
-    kind: str
+    kind: IssueKind
     detail: str
     time_s: float
     severity: float = 1.0
@@ -123,6 +130,56 @@ class Bar:
 
 
 @dataclass
+class ScoreNote:
+    """One note of the score as the alignment saw it: where it should sound and what became of it."""
+
+    pitch: int
+    bar: int
+    onset_beat: float
+    duration_beat: float
+    expected_s: float
+    expected_end_s: float
+    status: str  # matched | wrong | missed | outside (not in the part of the score the take covers)
+
+
+@dataclass
+class Measures:
+    """Take-level measures: score-free ones always, score-informed ones (None without a score)."""
+
+    note_count: int = 0
+    notes_per_s: float = 0.0
+    pedal_fraction: float = 0.0
+    pedal_presses: int = 0
+    asynchrony_ms: float | None = None
+    ioi_tempo_bpm: float | None = None
+    ioi_cv: float | None = None
+    velocity_mean: float | None = None
+    velocity_std: float | None = None
+    velocity_range: float | None = None
+    velocity_contour: list[float] = field(default_factory=list)
+    velocity_contour_std: float | None = None
+    duration_ioi_ratio: float | None = None
+    legato_overlap_fraction: float | None = None
+    # score-informed (from the bars)
+    tempo_bpm: float | None = None
+    tempo_cv: float | None = None
+    onset_deviation_ms: float | None = None
+    bar_articulation_ratio: float | None = None
+    chord_asynchrony_ms: float | None = None
+    melody_balance: float | None = None
+    issue_counts: dict[str, int] = field(default_factory=dict)
+    note_errors: int | None = None
+    note_errors_per_min: float | None = None
+    bars_played: int | None = None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Measures:
+        """Rebuild from `asdict` output (unknown keys from newer versions are ignored)."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+@dataclass
 class PerformanceReport:
     """Everything measured about one take, with or without a score."""
 
@@ -133,10 +190,11 @@ class PerformanceReport:
     pedal: list[PedalInterval] = field(default_factory=list)
     alignment: AlignmentSummary | None = None
     bars: list[Bar] = field(default_factory=list)
-    measures: dict[str, Any] = field(default_factory=dict)
+    measures: Measures = field(default_factory=Measures)
     available_measures: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
-    score_notes: list[dict[str, Any]] = field(default_factory=list)
+    score_notes: list[ScoreNote] = field(default_factory=list)
+    score_mismatch: str | None = None  # why the take was judged not to be this score (then no bar comments)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON-ready dict (keys are the public contract)."""
@@ -161,11 +219,15 @@ class PerformanceReport:
             notes=[Note(**n) for n in data.get("notes", [])],
             pedal=[PedalInterval(**p) for p in data.get("pedal", [])],
             alignment=AlignmentSummary(**alignment) if alignment else None,
-            bars=[Bar(**{**b, "issues": [Issue(**i) for i in b.get("issues", [])]}) for b in data.get("bars", [])],
-            measures=dict(data.get("measures", {})),
+            bars=[
+                Bar(**{**b, "issues": [Issue(**{**i, "kind": IssueKind(i["kind"])}) for i in b.get("issues", [])]})
+                for b in data.get("bars", [])
+            ],
+            measures=Measures.from_dict(data.get("measures", {})),
             available_measures=list(data.get("available_measures", [])),
             warnings=list(data.get("warnings", [])),
-            score_notes=list(data.get("score_notes", [])),
+            score_notes=[ScoreNote(**n) for n in data.get("score_notes", [])],
+            score_mismatch=data.get("score_mismatch"),
         )
 
     @classmethod
@@ -178,7 +240,7 @@ class PerformanceReport:
         found = [(b.bar, i) for b in self.bars for i in b.issues]
         return sorted(found, key=lambda bi: bi[1].time_s)
 
-    def bars_with(self, kind: str) -> list[int]:
+    def bars_with(self, kind: IssueKind) -> list[int]:
         """Bar numbers that carry at least one issue of `kind`."""
         return [b.bar for b in self.bars if any(i.kind == kind for i in b.issues)]
 
@@ -186,12 +248,12 @@ class PerformanceReport:
         """A compact text rendering for a language model prompt (grounding)."""
         m = self.measures
         parts = [f"duration {self.duration_s:.0f}s"]
-        if m.get("tempo_bpm") is not None:
-            parts.append(f"tempo {m['tempo_bpm']:.0f} bpm")
-        if m.get("tempo_cv") is not None:
-            parts.append(f"tempo variation {100 * m['tempo_cv']:.0f}%")
-        if m.get("velocity_mean") is not None:
-            parts.append(f"velocity {m['velocity_mean']:.0f} range {m.get('velocity_range', 0):.0f}")
+        if m.tempo_bpm is not None:
+            parts.append(f"tempo {m.tempo_bpm:.0f} bpm")
+        if m.tempo_cv is not None:
+            parts.append(f"tempo variation {100 * m.tempo_cv:.0f}%")
+        if m.velocity_mean is not None:
+            parts.append(f"velocity {m.velocity_mean:.0f} range {m.velocity_range or 0:.0f}")
         if self.alignment is not None:
             a = self.alignment
             if not a.matches_score:

@@ -16,6 +16,7 @@ from transkun.LayersTransformer import MultiHeadAttentionKernel
 from transkun.Util import MelSpectrum
 
 from llaqo_model.analysis.report import Note, PedalInterval
+from llaqo_model.io import pick_device
 
 SUSTAIN_PEDAL = -64
 
@@ -29,13 +30,6 @@ class TranscriberConfig:
     device: str = "cpu"
     threads: int | None = None
     precision: str = "auto"  # "fp32", "bf16", or "auto": bf16 on CPUs with native bf16 (AVX512-BF16/AMX), else fp32
-
-
-def pick_device(device: str = "auto") -> str:
-    """'auto' → 'cuda' when available, else 'cpu'."""
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
 
 
 def resolve_precision(precision: str, device: str) -> str:

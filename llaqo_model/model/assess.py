@@ -6,17 +6,23 @@ import contextlib
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
 from llaqo_model.analysis.report import RUBRIC_KEYS, PerformanceReport
-from llaqo_model.analysis.transcribe import pick_device
 from llaqo_model.errors import ModelError
+from llaqo_model.io import pick_device
+from llaqo_model.model.assessment import Assessment, BarComment
 from llaqo_model.model.checkpoint import from_pretrained, save_pretrained
 from llaqo_model.model.llaqo import LlaqoModel
-from llaqo_model.model.prompts import FEEDBACK_QUESTION, bar_question, canonical_questions, question_type
+from llaqo_model.model.prompts import (
+    FEEDBACK_QUESTION,
+    AnswerKind,
+    bar_question,
+    canonical_questions,
+    question_type,
+)
 
 EMBEDDED_DIR = Path(__file__).resolve().parent.parent / "assets" / "embedded"
 MAX_BAR_COMMENTS = 6
@@ -68,16 +74,16 @@ class Assessor:
     def _report_text(self, report: PerformanceReport) -> str | None:
         return report.to_prompt_text() if self.model.config.grounding else None
 
-    def assess(self, samples: np.ndarray, sample_rate: int, report: PerformanceReport) -> dict[str, Any]:
+    def assess(self, samples: np.ndarray, sample_rate: int, report: PerformanceReport) -> Assessment:
         """Assess one take (see `assess_batch`)."""
         return self.assess_batch([(samples, sample_rate, report)])[0]
 
-    def assess_batch(self, items: list[tuple[np.ndarray, int, PerformanceReport]]) -> list[dict[str, Any]]:
-        """Assess several takes with batched model work; one result dict per take."""
+    def assess_batch(self, items: list[tuple[np.ndarray, int, PerformanceReport]]) -> list[Assessment]:
+        """Assess several takes with batched model work; one `Assessment` per take."""
         with self.cpu_threads(), torch.no_grad():
             return self._assess_batch(items)
 
-    def _assess_batch(self, items: list[tuple[np.ndarray, int, PerformanceReport]]) -> list[dict[str, Any]]:
+    def _assess_batch(self, items: list[tuple[np.ndarray, int, PerformanceReport]]) -> list[Assessment]:
         m = self.model
         audio = m.encode_audio([m.prepare(s, sr) for s, sr, _ in items])
         texts = [self._report_text(r) for _, _, r in items]
@@ -104,29 +110,33 @@ class Assessor:
                 [q for _, _, q in chunk],
                 [texts[i] for i, _, _ in chunk],
             )
-        results: list[dict[str, Any]] = [
-            {"ratings": {}, "expected_ratings": {}, "feedback": "", "bar_comments": []} for _ in items
-        ]
+        answers_by_take: list[dict] = [{} for _ in items]
         for (i, qtype, _), choice in zip(rows, choices, strict=True):
-            out = results[i]
-            if qtype.startswith("rating:"):
-                key = qtype.split(":", 1)[1]
-                out["ratings"][key] = int(choice.answer)
-                out["expected_ratings"][key] = round(choice.expected(), 3)
-            elif qtype == "technique":
-                out["technique"] = choice.answer
-            else:
-                out[qtype] = int(choice.answer)
+            answers_by_take[i][qtype] = choice
+        results = []
+        for answered in answers_by_take:
+            ratings = {q.key: int(c.answer) for q, c in answered.items() if q.kind == AnswerKind.RATING}
+            by_kind = {q.kind: c for q, c in answered.items()}
+            results.append(
+                Assessment(
+                    ratings={k: ratings[k] for k in RUBRIC_KEYS},
+                    expected_ratings={
+                        q.key: round(c.expected(), 3) for q, c in answered.items() if q.kind == AnswerKind.RATING
+                    },
+                    overall=int(by_kind[AnswerKind.OVERALL].answer),
+                    difficulty=int(by_kind[AnswerKind.DIFFICULTY].answer),
+                    technique=by_kind[AnswerKind.TECHNIQUE].answer,
+                    model=self.name,
+                )
+            )
         for (i, bar, _), text in zip(free, answers, strict=True):
             flagged = {b.bar for b in items[i][2].bars if b.has_problems}
             kept = faithful_sentences(text, flagged if bar is None else {bar})
-            results[i]["withheld_comments"] = results[i].get("withheld_comments", 0) + (kept != text)
+            results[i].withheld_comments += kept != text
             if bar is None:
-                results[i]["feedback"] = kept
+                results[i].feedback = kept
             elif kept:
-                results[i]["bar_comments"].append({"bar": bar, "text": kept})
-        for out in results:
-            out["ratings"] = {k: out["ratings"][k] for k in RUBRIC_KEYS}
+                results[i].bar_comments.append(BarComment(bar=bar, text=kept))
         return results
 
     @torch.no_grad()
@@ -162,7 +172,7 @@ def faithful_sentences(text: str, bars: set[int]) -> str:
 def build_tiny_checkpoint(path: str | Path) -> Path:
     """A tiny random-weight but real checkpoint (seconds to build), for tests of code that loads models."""
     from llaqo_model.model.llaqo import tiny_config
-    from llaqo_training.tokenizer import train_tokenizer
+    from llaqo_model.model.tokenizer import train_tokenizer
 
     torch.manual_seed(0)
     tokenizer = train_tokenizer([], vocab_size=512)

@@ -104,20 +104,10 @@ def run_export(args: argparse.Namespace) -> int:
 
 def run_ask(args: argparse.Namespace) -> int:
     """Analyse the take, then stream the model's answer."""
-    from llaqo_model.analysis.audio import load_audio
-    from llaqo_model.analysis.pipeline import Analyzer
-    from llaqo_model.analysis.transcribe import TranscriberConfig
-    from llaqo_model.errors import ModelError
-    from llaqo_model.model.assess import Assessor, default_model_path
+    from llaqo_model.coach import Coach
 
-    path = args.model or default_model_path()
-    if path is None:
-        raise ModelError("no model installed; pass --model DIR")
-    assessor = Assessor.load(path, device=args.device)
-    analyzer = Analyzer(config=TranscriberConfig(device=args.device))
-    report = analyzer.analyze_file(args.take, args.score)
-    samples, rate = load_audio(args.take, max_duration_s=analyzer.max_duration_s)
-    for delta in assessor.ask(samples, rate, report, args.question):
+    coach = Coach.load(args.model, device=args.device)
+    for delta in coach.ask_file(args.take, args.question, args.score):
         sys.stdout.write(delta)
         sys.stdout.flush()
     sys.stdout.write("\n")

@@ -225,7 +225,7 @@ class TranskunEncoder(nn.Module):
         """Audio → pooled Transkun features (n, tokens, 512) and valid token counts (n,)."""
         from transkun.Util import makeFrame
 
-        from llaqo_model.analysis.audio import resample
+        from llaqo_model.io import resample
 
         model = self._backbone()
         audio = torch.from_numpy(np.ascontiguousarray(resample(samples, sample_rate, int(model.fs))))

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 import torchaudio.compliance.kaldi as kaldi
 
-from llaqo_model.analysis.audio import resample
+from llaqo_model.io import resample
 
 
 @dataclass

@@ -19,7 +19,7 @@ from transformers import PreTrainedTokenizerFast
 from llaqo_model.model.encoder import EncoderConfig, build_encoder
 from llaqo_model.model.frontend import FrontendConfig
 from llaqo_model.model.lm import LMConfig, Trie, add_lora, build_lm, decode
-from llaqo_model.model.prompts import options_for, prompt_parts
+from llaqo_model.model.prompts import QuestionType, options_for, prompt_parts
 from llaqo_model.model.qformer import QFormer, QFormerConfig
 
 
@@ -241,7 +241,11 @@ class LlaqoModel(nn.Module):
 
     @torch.no_grad()
     def choose(
-        self, audio: AudioFeatures, questions: list[str], reports: list[str | None], qtypes: list[str]
+        self,
+        audio: AudioFeatures,
+        questions: list[str],
+        reports: list[str | None],
+        qtypes: list[QuestionType],
     ) -> list[Choice]:
         """Constrained answers: only the allowed options of each question type, then end."""
         tok = self.tokenizer

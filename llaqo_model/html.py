@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import html
-from typing import Any
 
-from llaqo_model.analysis.report import PerformanceReport
+from llaqo_model.analysis.report import IssueKind, PerformanceReport
+from llaqo_model.model.assessment import Assessment
 
 WIDTH = 1100
 ROLL_HEIGHT = 320
 CURVE_HEIGHT = 140
 MARGIN = 40
-ISSUE_COLOURS = {"wrong_note": "#d62728", "missed_note": "#d62728", "extra_note": "#ff7f0e"}
+ISSUE_COLOURS = {IssueKind.WRONG_NOTE: "#d62728", IssueKind.MISSED_NOTE: "#d62728", IssueKind.EXTRA_NOTE: "#ff7f0e"}
 STYLE = """
 body{font-family:system-ui,sans-serif;margin:24px;color:#222;max-width:1180px}
 h1{font-size:22px}h2{font-size:17px;margin-top:28px}
@@ -45,7 +45,7 @@ def piano_roll(report: PerformanceReport) -> str:
     """Score notes as outlines, performed notes filled; wrong/extra/missed notes in colour."""
     t_end = max(report.duration_s, 1.0)
     pitches = [n.pitch for n in report.notes] + [
-        s["pitch"] for s in report.score_notes if s["status"] != "outside"
+        s.pitch for s in report.score_notes if s.status != "outside"
     ]
     lo, hi = (min(pitches) - 2, max(pitches) + 2) if pitches else (40, 90)
     row = (ROLL_HEIGHT - 20) / (hi - lo + 1)
@@ -55,15 +55,15 @@ def piano_roll(report: PerformanceReport) -> str:
 
     parts = _bar_lines(report, t_end, ROLL_HEIGHT)
     for s in report.score_notes:
-        if s["status"] == "outside":
+        if s.status == "outside":
             continue
-        x0 = _scale(s["expected_s"], 0, t_end, MARGIN, WIDTH - 10)
-        x1 = _scale(s["expected_end_s"], 0, t_end, MARGIN, WIDTH - 10)
-        dash = ' stroke-dasharray="3,2" stroke-width="2"' if s["status"] in ("missed", "wrong") else ""
-        colour = "#d62728" if s["status"] in ("missed", "wrong") else "#999"
+        x0 = _scale(s.expected_s, 0, t_end, MARGIN, WIDTH - 10)
+        x1 = _scale(s.expected_end_s, 0, t_end, MARGIN, WIDTH - 10)
+        dash = ' stroke-dasharray="3,2" stroke-width="2"' if s.status in ("missed", "wrong") else ""
+        colour = "#d62728" if s.status in ("missed", "wrong") else "#999"
         parts.append(
-            f'<rect x="{x0:.1f}" y="{y(s["pitch"]):.1f}" width="{max(x1 - x0, 1):.1f}" height="{row:.1f}" '
-            f'fill="none" stroke="{colour}"{dash}><title>score: bar {s["bar"]}, {s["status"]}</title></rect>'
+            f'<rect x="{x0:.1f}" y="{y(s.pitch):.1f}" width="{max(x1 - x0, 1):.1f}" height="{row:.1f}" '
+            f'fill="none" stroke="{colour}"{dash}><title>score: bar {s.bar}, {s.status}</title></rect>'
         )
     flagged = {(i.pitch, round(i.time_s, 3)): i for _, i in report.issues() if i.pitch is not None}
     for n in report.notes:
@@ -129,9 +129,8 @@ def bar_table(report: PerformanceReport) -> str:
     return f"<table>{head}{''.join(rows)}</table>"
 
 
-def render_html(report: PerformanceReport, result: dict[str, Any] | None = None) -> str:
-    """The whole page; `result` may add the model's ratings and feedback."""
-    result = result or {}
+def render_html(report: PerformanceReport, assessment: Assessment | None = None) -> str:
+    """The whole page; `assessment` adds the model's ratings and feedback."""
     title = html.escape(report.audio)
     summary = [f"{report.duration_s:.1f} s, {len(report.notes)} notes"]
     if report.alignment:
@@ -142,13 +141,13 @@ def render_html(report: PerformanceReport, result: dict[str, Any] | None = None)
         )
     summary += [f"<b>{html.escape(w)}</b>" for w in report.warnings]
     model = ""
-    if "ratings" in result:
+    if assessment is not None:
         ratings = "".join(
-            f"<tr><td>{html.escape(k)}</td><td>{v}</td></tr>" for k, v in result["ratings"].items()
+            f"<tr><td>{html.escape(k)}</td><td>{v}</td></tr>" for k, v in assessment.ratings.items()
         )
         model = (
-            f"<h2>Assessment ({html.escape(str(result.get('model', '')))})</h2><p>{html.escape(result['feedback'])}"
-            f"</p><table>{ratings}<tr><td>overall</td><td>{result['overall']}</td></tr></table>"
+            f"<h2>Assessment ({html.escape(assessment.model)})</h2><p>{html.escape(assessment.feedback)}"
+            f"</p><table>{ratings}<tr><td>overall</td><td>{assessment.overall}</td></tr></table>"
         )
     tempo = [((b.start_s + b.end_s) / 2, b.tempo_bpm) for b in report.bars if b.tempo_bpm is not None]
     velocity = [(n.onset, float(n.velocity)) for n in report.notes]

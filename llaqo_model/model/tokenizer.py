@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
-from llaqo_model.analysis.report import ISSUE_KINDS, RUBRIC_KEYS, TECHNIQUES
+from llaqo_model.analysis.report import RUBRIC_KEYS, TECHNIQUES, IssueKind
 from llaqo_model.model.prompts import canonical_questions, prompt_parts
 
 SPECIAL_TOKENS = ["<pad>", "<s>", "</s>", "<unk>"]  # ids 0..3; the Llama config uses pad 0, bos 1, eos 2
@@ -17,8 +17,8 @@ def seed_texts() -> list[str]:
     """Text every tokenizer must cover well: prompts, option labels, report vocabulary."""
     texts = list(canonical_questions().values())
     texts += [prompt_parts("q", "r")[0] + prompt_parts("q", "r")[1]]
-    texts += [k.replace("_", " ") for k in RUBRIC_KEYS] + list(TECHNIQUES) + list(ISSUE_KINDS)
-    texts += [f"bar {i}: {k}" for i in range(1, 41) for k in ISSUE_KINDS]
+    texts += [k.replace("_", " ") for k in RUBRIC_KEYS] + list(TECHNIQUES) + [str(k) for k in IssueKind]
+    texts += [f"bar {i}: {k}" for i in range(1, 41) for k in IssueKind]
     return texts
 
 

@@ -1,16 +1,21 @@
-"""Audio input: read any file libsndfile reads, check it, mix to mono, resample."""
+"""Shared input/output helpers of the core: audio files, performance MIDI files, device choice."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
+import pretty_midi
 import soundfile as sf
 import soxr
+import torch
 
+from llaqo_model.analysis.report import Note, PedalInterval
 from llaqo_model.errors import AudioError
 
-DEFAULT_MAX_DURATION_S = 20 * 60.0
+DEFAULT_MAX_DURATION_S = 20 * 60.0  # a long lesson piece; longer files are usually whole sessions
+SUSTAIN_CC = 64  # MIDI controller number of the sustain (damper) pedal
+PEDAL_DOWN = 64  # controller values from this up mean the pedal is down (the MIDI convention)
 
 
 def check_samples(
@@ -72,3 +77,41 @@ def load_audio(
         mono = resample(mono, sample_rate, target_rate)
         sample_rate = target_rate
     return mono, sample_rate
+
+
+def pick_device(device: str = "auto") -> str:
+    """'auto' → 'cuda' when available, else 'cpu'."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def read_performance_midi(path: str | Path) -> tuple[list[Note], list[PedalInterval]]:
+    """Notes (sorted by onset, then pitch) and sustain-pedal presses of a performance MIDI file."""
+    pm = pretty_midi.PrettyMIDI(str(path))
+    notes = sorted(
+        (Note(n.start, n.end, n.pitch, n.velocity) for inst in pm.instruments for n in inst.notes),
+        key=lambda n: (n.onset, n.pitch),
+    )
+    pedal: list[PedalInterval] = []
+    changes = (c for inst in pm.instruments for c in inst.control_changes if c.number == SUSTAIN_CC)
+    down = None
+    for cc in sorted(changes, key=lambda c: c.time):
+        if cc.value >= PEDAL_DOWN and down is None:
+            down = cc.time
+        elif cc.value < PEDAL_DOWN and down is not None:
+            pedal.append(PedalInterval(down, cc.time))
+            down = None
+    return notes, pedal
+
+
+def write_performance_midi(notes: list[Note], pedal: list[PedalInterval], path: str | Path) -> None:
+    """Write performed notes and sustain-pedal presses as a one-track piano MIDI file."""
+    pm = pretty_midi.PrettyMIDI()
+    inst = pretty_midi.Instrument(program=0, name="piano")
+    inst.notes = [pretty_midi.Note(n.velocity, n.pitch, max(n.onset, 0.0), n.offset) for n in notes]
+    for p in pedal:
+        inst.control_changes.append(pretty_midi.ControlChange(SUSTAIN_CC, 127, p.onset))
+        inst.control_changes.append(pretty_midi.ControlChange(SUSTAIN_CC, 0, p.offset))
+    pm.instruments.append(inst)
+    pm.write(str(path))
