@@ -32,7 +32,7 @@ def test_overfit_answers_follow_the_audio() -> None:
             f"clip{i}",
             model.prepare(tone(freq), 16000),
             None,
-            [QA(OVERALL_QUESTION, overall, "overall"), QA(TECHNIQUE_QUESTION, technique, "technique")],
+            [QA(OVERALL_QUESTION, overall, OVERALL), QA(TECHNIQUE_QUESTION, technique, TECHNIQUE)],
         )
         for i, (freq, overall, technique) in enumerate(CLIPS)
     ]

@@ -19,7 +19,7 @@ from llaqo_backend.server import Server, ServerConfig
 from llaqo_model.analysis.report import RUBRIC_KEYS
 
 RATE = 44100
-pytestmark = pytest.mark.skipif(
+needs_liblo = pytest.mark.skipif(
     shutil.which("oscsend") is None or shutil.which("oscdump") is None,
     reason="liblo-tools (oscsend/oscdump) not installed; scripts/setup.sh --test installs them as root",
 )
@@ -101,6 +101,7 @@ def oscsend(port: int, address: str, types: str = "", *values: object) -> None:
     subprocess.run(["oscsend", "127.0.0.1", str(port), address, types, *map(str, values)], check=True)
 
 
+@needs_liblo
 def test_bounced_file_gets_ratings_feedback_and_result_file(osc_server, osc_take, chorale_path):
     port = osc_server.server.osc_port
     dump = Dump()
@@ -130,6 +131,7 @@ def test_bounced_file_gets_ratings_feedback_and_result_file(osc_server, osc_take
     assert "bad_audio" in missing[1]
 
 
+@needs_liblo
 def test_streamed_blobs_from_a_patch_get_a_report(osc_server, osc_take):
     audio, _ = osc_take
     port = osc_server.server.osc_port

@@ -25,7 +25,7 @@ from llaqo_model.analysis.pipeline import report_from_notes
 from llaqo_model.analysis.report import RUBRIC_KEYS
 from llaqo_model.errors import LlaqoError
 from llaqo_model.io import write_performance_midi
-from llaqo_training import labels as L
+from llaqo_training import labels
 from llaqo_training.augment import apply_chain, draw_chain
 from llaqo_training.faults import FAMILIES, inject
 from llaqo_training.performance import Take
@@ -160,15 +160,15 @@ def _build(take_id: str, piece: Piece, take_dir: Path, rng: np.random.Generator,
     staccato = piece.ref.get("technique") == "staccato"
     take, faults = inject(base, faults_plan, rng, key_fifths=key_fifths, staccato_piece=staccato)
     duration = take.duration_s
-    ratings = L.ratings(faults, duration)
-    overall = L.overall(ratings) if faults else 6
+    ratings = labels.ratings(faults, duration)
+    overall = labels.overall(ratings) if faults else 6
     difficulty = None
     if config.cipi_table is not None:
-        difficulty = L.cipi_difficulty(piece.composer, piece.title, config.cipi_table)
+        difficulty = labels.cipi_difficulty(piece.composer, piece.title, config.cipi_table)
     difficulty_source = "cipi" if difficulty is not None else "estimate"
     if difficulty is None:
-        difficulty = L.estimate_difficulty(base.notes, base.tempo_bpm, base.duration_s)
-    technique = piece.ref.get("technique") or L.technique_of(base.notes)
+        difficulty = labels.estimate_difficulty(base.notes, base.tempo_bpm, base.duration_s)
+    technique = piece.ref.get("technique") or labels.technique_of(base.notes)
     notes, pedal = take.to_notes()
     report = report_from_notes(notes, pedal, duration + 1.0, "take.flac", None)
     name, soundfont, program = _STATE["sounds"][int(rng.integers(len(_STATE["sounds"])))]
@@ -177,7 +177,7 @@ def _build(take_id: str, piece: Piece, take_dir: Path, rng: np.random.Generator,
     audio = apply_chain(audio, config.sample_rate, chain, rng)
     sf.write(str(take_dir / "take.flac"), audio, config.sample_rate)
     write_performance_midi(*take.to_notes(), take_dir / "performance.mid")
-    labels = {
+    take_labels = {
         "ratings": ratings,
         "overall": overall,
         "difficulty": difficulty,
@@ -189,10 +189,10 @@ def _build(take_id: str, piece: Piece, take_dir: Path, rng: np.random.Generator,
         "period": piece.period,
         "source": piece.source,
         "tempo_bpm": take.tempo_bpm,
-        "velocity_mean": report.measures.get("velocity_mean"),
+        "velocity_mean": report.measures.velocity_mean,
     }
     split = split_of(piece.id)
-    qa = make_qa(labels, faults, info, held_out=split != "train", rng=rng)
+    qa = make_qa(take_labels, faults, info, held_out=split != "train", rng=rng)
     rel = Path("takes") / take_id
     return {
         "id": take_id,
@@ -283,7 +283,7 @@ def summarize(entries: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "takes": len(entries),
         "hours": round(sum(e["duration_s"] for e in entries) / 3600, 3),
-        "histograms": L.label_summary(entries),
+        "histograms": labels.label_summary(entries),
         "qa": sum(len(e["qa"]) for e in entries),
         "pieces": len({e["piece"] for e in entries}),
         "techniques": dict(Counter(e["technique"] for e in entries)),
