@@ -1,4 +1,5 @@
-"""`llaqo analyze` and `llaqo batch`: takes in, reports (and, with a model, assessments) out."""
+"""`llaqo analyze`, `llaqo annotate` and `llaqo batch`: takes in, reports (and, with a model, assessments
+and annotated scores) out."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add `analyze` and `batch`."""
+    """Add `analyze`, `annotate` and `batch`."""
     p = subparsers.add_parser("analyze", help="analyse one take against its score")
     p.add_argument("take", help="audio file (wav, flac, ogg, … any rate, mono or stereo)")
     p.add_argument("--score", help="MusicXML (.musicxml/.xml/.mxl) or MIDI score of what was played")
@@ -29,12 +30,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _model_args(p)
     p.set_defaults(func=run_analyze)
 
+    a = subparsers.add_parser(
+        "annotate", help="write the comments on one take into its score (MusicXML for MuseScore and others)"
+    )
+    a.add_argument("take", help="audio file of the take")
+    a.add_argument("--score", required=True, help="the score played: MusicXML (.musicxml/.xml/.mxl) or MIDI")
+    a.add_argument("--out", required=True, help="annotated score to write (.musicxml, .xml or .mxl)")
+    a.add_argument("--bars", type=_bar_span, help="the passage played, as printed bar numbers: e.g. 12-20")
+    _model_args(a)
+    a.set_defaults(func=run_annotate)
+
     b = subparsers.add_parser(
         "batch", help="analyse every take listed in a CSV manifest (header: audio,score)"
     )
     b.add_argument("manifest", help="CSV with columns audio,score (score may be empty); paths relative to it")
     b.add_argument("--out", required=True, help="JSON-lines results; re-running with the same file resumes")
     b.add_argument("--retry-errors", action="store_true", help="redo takes whose earlier line was an error")
+    b.add_argument("--annotate", metavar="DIR",
+                   help="also write each take's annotated score here (DIR/<take name>.musicxml; takes with a score)")
     _model_args(b)
     b.set_defaults(func=run_batch)
 
@@ -84,6 +97,34 @@ def run_analyze(args: argparse.Namespace) -> int:
     if args.json_out != "-":
         print(summary_text(report, assessment))
     return 0
+
+
+def run_annotate(args: argparse.Namespace) -> int:
+    """Analyse one take and write the annotated score; print the summary."""
+    report, assessment, plan = _coach(args).annotate_file(args.take, args.score, args.out, bars=args.bars)
+    print(summary_text(report, assessment))
+    print(
+        f"annotated score → {args.out} ({len(plan.bar_texts)} bar comment(s), {len(plan.notes)} coloured note(s), "
+        f"{len(plan.marks)} mark(s))"
+    )
+    return 0
+
+
+def annotation_paths(rows: list[tuple[str, str | None]], folder: Path) -> dict[str, Path]:
+    """One output file per take with a score, named after the take (numbered when two names clash)."""
+    paths: dict[str, Path] = {}
+    taken: set[str] = set()
+    for audio, score in rows:
+        if score is None or audio in paths:
+            continue
+        stem, n = Path(audio).stem, 1
+        name = stem
+        while name in taken:
+            n += 1
+            name = f"{stem}-{n}"
+        taken.add(name)
+        paths[audio] = folder / f"{name}.musicxml"
+    return paths
 
 
 def summary_text(report: PerformanceReport, assessment: Assessment | None = None) -> str:
@@ -172,12 +213,20 @@ def run_batch(args: argparse.Namespace) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     done = resume_results(out, args.retry_errors)
     todo = [r for r in rows if r[0] not in done]
+    annotated: dict[str, Path] = {}
+    if args.annotate:
+        Path(args.annotate).mkdir(parents=True, exist_ok=True)
+        annotated = annotation_paths(rows, Path(args.annotate))
     coach = _coach(args)
     failures = 0
     with out.open("a", encoding="utf-8") as sink:
         for audio, score in tqdm(todo, desc="takes", unit="take", file=sys.stderr):
             try:
-                line = result_dict(*coach.assess_file(audio, score))
+                if audio in annotated:
+                    report, assessment, _ = coach.annotate_file(audio, score, annotated[audio])
+                    line = {**result_dict(report, assessment), "annotated": str(annotated[audio])}
+                else:
+                    line = result_dict(*coach.assess_file(audio, score))
             except LlaqoError as exc:
                 failures += 1
                 line = {"audio": audio, "score": score, "error": str(exc), "code": exc.code}

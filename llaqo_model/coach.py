@@ -2,7 +2,7 @@
 
 `Coach` holds the analyser and, when a model is used, the assessor, both loaded once. Each action decodes
 the take's audio once and hands the same samples to the analysis and the model. The CLI (`analyze`,
-`batch`, `ask`) and the HTML report call these; the server has its own streaming flow over the same parts.
+`annotate`, `batch`, `ask`) and the HTML report call these; the server has its own streaming flow over the same parts.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from llaqo_model.analysis.pipeline import Analyzer
 from llaqo_model.analysis.report import PerformanceReport
 from llaqo_model.analysis.score import Score, load_score
 from llaqo_model.analysis.transcribe import TranscriberConfig
-from llaqo_model.errors import ModelError
+from llaqo_model.annotate import ScoreAnnotations, annotate_score, check_writable
+from llaqo_model.errors import ModelError, ScoreError
 from llaqo_model.io import load_audio
 from llaqo_model.model.assess import Assessor, default_model_path
 from llaqo_model.model.assessment import Assessment
@@ -56,6 +57,19 @@ class Coach:
         report = self.analyzer.analyze_samples(samples, rate, parsed, audio_name=str(take))
         assessment = self.assessor.assess(samples, rate, report) if self.assessor is not None else None
         return report, assessment
+
+    def annotate_file(
+        self, take: str | Path, score: str | Path, out: str | Path, bars: tuple[int, int] | None = None
+    ) -> tuple[PerformanceReport, Assessment | None, ScoreAnnotations]:
+        """Assess a take and write its comments into a copy of its score (MusicXML at `out`)."""
+        if not score:
+            raise ScoreError("annotating needs the score the take was played from (--score)")
+        check_writable(out)  # before the analysis, so a bad path costs nothing
+        samples, rate, parsed = self._take(take, score, bars)
+        report = self.analyzer.analyze_samples(samples, rate, parsed, audio_name=str(take))
+        assessment = self.assessor.assess(samples, rate, report) if self.assessor is not None else None
+        plan = annotate_score(report, parsed, score, out, assessment)
+        return report, assessment, plan
 
     def ask_file(
         self, take: str | Path, question: str, score: str | Path | None = None, bars: tuple[int, int] | None = None
