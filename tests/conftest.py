@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -49,3 +50,49 @@ def shared_dir() -> Path:
     if not (SHARED / "data").is_dir():
         pytest.skip(f"shared data not found at {SHARED}")
     return SHARED
+
+
+def _played_with_mistakes(score, wrong_bar: int | None = 6, missed_bar: int | None = 3, extra_bar: int | None = 8):
+    """A mechanical take of `score` (performed notes, no audio): the first note of `wrong_bar` a semitone
+    up, one note of `missed_bar` left out, an extra note a tenth above the start of `extra_bar`."""
+    from llaqo_model.analysis.report import Note
+    from llaqo_training.examples import mechanical_performance, note_in_bar
+
+    notes = mechanical_performance(score)
+    if wrong_bar is not None:
+        i = note_in_bar(score, notes, wrong_bar, which=0)
+        notes[i] = replace(notes[i], pitch=notes[i].pitch + 1)
+    if extra_bar is not None:
+        j = note_in_bar(score, notes, extra_bar, which=0)
+        notes.append(Note(notes[j].onset + 0.02, notes[j].onset + 0.3, notes[j].pitch + 17, 70))
+    if missed_bar is not None:
+        del notes[note_in_bar(score, notes, missed_bar, which=2)]
+    return sorted(notes, key=lambda n: (n.onset, n.pitch))
+
+
+def _report_for(score, notes):
+    """The report on performed notes, as the analysis makes it after transcription."""
+    from llaqo_model.analysis.pipeline import report_from_notes
+
+    return report_from_notes(notes, [], notes[-1].offset + 0.5, "take.flac", score)
+
+
+@pytest.fixture(scope="session")
+def mistakes_report(chorale):
+    """The chorale played with a wrong note in bar 6 (D♯4 for D4), a missed note in bar 3, an extra in bar 8."""
+    report = _report_for(chorale, _played_with_mistakes(chorale))
+    kinds = {(b.bar, i.kind.value) for b in report.bars for i in b.issues}
+    assert {(6, "wrong_note"), (3, "missed_note"), (8, "extra_note")} <= kinds  # the fixture is what it says
+    return report
+
+
+@pytest.fixture(scope="session")
+def played_with_mistakes():
+    """`played_with_mistakes(score, wrong_bar=6, missed_bar=3, extra_bar=8)` → performed notes."""
+    return _played_with_mistakes
+
+
+@pytest.fixture(scope="session")
+def report_for():
+    """`report_for(score, notes)` → the `PerformanceReport` on those performed notes."""
+    return _report_for

@@ -14,8 +14,6 @@ import music21
 import pytest
 import soundfile as sf
 
-from llaqo_model.analysis.pipeline import report_from_notes
-from llaqo_model.analysis.report import Note, PerformanceReport
 from llaqo_model.analysis.score import load_score
 from llaqo_model.annotate import annotate_score, plan_annotations, read_written_score
 from llaqo_model.annotate.plan import MISSED_COLOUR, WRONG_COLOUR
@@ -25,25 +23,6 @@ from llaqo_training.examples import mechanical_performance, note_in_bar
 from llaqo_training.render import render_notes
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def played_with_mistakes(score, wrong_bar: int | None = 6, missed_bar: int | None = 3, extra_bar: int | None = 8):
-    """A mechanical take of `score`: the first note of `wrong_bar` a semitone up, one note of `missed_bar`
-    left out, an extra note at the start of `extra_bar`."""
-    notes = mechanical_performance(score)
-    if wrong_bar is not None:
-        i = note_in_bar(score, notes, wrong_bar, which=0)
-        notes[i] = replace(notes[i], pitch=notes[i].pitch + 1)
-    if extra_bar is not None:
-        j = note_in_bar(score, notes, extra_bar, which=0)
-        notes.append(Note(notes[j].onset + 0.02, notes[j].onset + 0.3, notes[j].pitch + 17, 70))
-    if missed_bar is not None:
-        del notes[note_in_bar(score, notes, missed_bar, which=2)]
-    return sorted(notes, key=lambda n: (n.onset, n.pitch))
-
-
-def report_for(score, notes: list[Note]) -> PerformanceReport:
-    return report_from_notes(notes, [], notes[-1].offset + 0.5, "take.flac", score)
 
 
 def directions(path: Path) -> dict[int, list[str]]:
@@ -66,14 +45,6 @@ def coloured(path: Path) -> list[tuple[int, int, str]]:
                     if member.style.color:
                         found.append((m.number, member.pitch.midi, member.style.color.upper()))
     return sorted(found)
-
-
-@pytest.fixture(scope="module")
-def mistakes_report(chorale) -> PerformanceReport:
-    report = report_for(chorale, played_with_mistakes(chorale))
-    kinds = {(b.bar, i.kind.value) for b in report.bars for i in b.issues}
-    assert {(6, "wrong_note"), (3, "missed_note"), (8, "extra_note")} <= kinds  # the fixture is what it says
-    return report
 
 
 def test_comments_sit_in_the_bars_where_things_went_wrong(chorale, chorale_path, mistakes_report, tmp_path):
@@ -99,7 +70,7 @@ def test_only_the_wrong_and_missed_notes_are_coloured(chorale, chorale_path, mis
     assert len(marks) == 3
 
 
-def test_several_issues_in_one_bar_share_one_comment(chorale, chorale_path, tmp_path):
+def test_several_issues_in_one_bar_share_one_comment(chorale, chorale_path, report_for):
     notes = mechanical_performance(chorale)
     for which in (0, 3):
         i = note_in_bar(chorale, notes, 5, which=which)
@@ -125,7 +96,9 @@ def test_model_comments_and_ratings_are_written(chorale, chorale_path, mistakes_
     assert any("LLaQo: check the tenor's" in t for t in texts[6])
 
 
-def test_a_take_that_does_not_match_the_score_writes_nothing(chorale, chorale_path, other_piece_path, tmp_path):
+def test_a_take_that_does_not_match_the_score_writes_nothing(
+    chorale, chorale_path, other_piece_path, report_for, tmp_path
+):
     other = load_score(other_piece_path)
     report = report_for(chorale, mechanical_performance(other))
     assert report.score_mismatch
@@ -198,7 +171,7 @@ def musical_content(path: Path, skip: set[str]) -> list:
     return content
 
 
-def test_a_take_with_no_issues_leaves_the_music_identical(tmp_path):
+def test_a_take_with_no_issues_leaves_the_music_identical(report_for, tmp_path):
     source = rich_score(tmp_path / "rich.musicxml")
     analysed = load_score(source)
     report = report_for(analysed, mechanical_performance(analysed))
@@ -228,7 +201,7 @@ def repeated_score(path: Path) -> Path:
     return path
 
 
-def test_a_repeated_bar_says_which_time_through(tmp_path):
+def test_a_repeated_bar_says_which_time_through(report_for, tmp_path):
     source = repeated_score(tmp_path / "repeat.musicxml")
     analysed = load_score(source)
     assert list(analysed.bars["bar"]) == [1, 2, 1, 2, 3, 4]
@@ -242,7 +215,7 @@ def test_a_repeated_bar_says_which_time_through(tmp_path):
     assert [(n.bar, n.offset_ql) for n in plan.notes] == [(2, 0.0)]
 
 
-def test_a_midi_score_is_quantised_into_notation(chorale, chorale_path, tmp_path):
+def test_a_midi_score_is_quantised_into_notation(chorale, chorale_path, report_for, tmp_path):
     midi = tmp_path / "chorale.mid"
     music21.converter.parse(str(chorale_path)).write("midi", fp=str(midi))
     analysed = load_score(midi)
@@ -276,7 +249,7 @@ def llaqo(*args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def take_bar6(tmp_path_factory, chorale) -> Path:
+def take_bar6(tmp_path_factory, chorale, played_with_mistakes) -> Path:
     path = tmp_path_factory.mktemp("takes") / "wrong_bar6.flac"
     sf.write(path, render_notes(played_with_mistakes(chorale, missed_bar=None, extra_bar=None)), 44100)
     return path
