@@ -7,10 +7,14 @@ import argparse
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add this package's subcommands."""
-    s = subparsers.add_parser("serve", help="local server: WebSocket + OSC, takes in, reports and feedback out")
+    s = subparsers.add_parser(
+        "serve", help="local server: WebSocket + OSC (+ loopback HTTP for plugins), takes in, reports and feedback out"
+    )
     s.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback; others need --token)")
     s.add_argument("--ws-port", type=int, default=8765, help="WebSocket port (0 = any free port)")
     s.add_argument("--osc-port", type=int, default=9000, help="OSC UDP port (0 = any free port, -1 = no OSC)")
+    s.add_argument("--http-port", type=int, default=8766,
+                   help="loopback HTTP port for notation plugins such as MuseScore's (0 = any free port, -1 = none)")
     s.add_argument("--model", default=None,
                    help="model checkpoint directory or 'embedded' (default: the embedded one when installed)")
     s.add_argument("--no-model", action="store_true", help="serve reports only")
@@ -60,6 +64,7 @@ def run_serve(args: argparse.Namespace) -> int:
         host=args.host,
         ws_port=args.ws_port,
         osc_port=None if args.osc_port < 0 else args.osc_port,
+        http_port=None if args.http_port < 0 else args.http_port,
         token=token_from_env(args.token),
         results_dir=args.results_dir,
         limits=limits,

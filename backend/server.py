@@ -15,6 +15,7 @@ from pathlib import Path
 from websockets.asyncio.server import ServerConnection, serve
 
 from llaqo_backend.engine import Engine, Limits
+from llaqo_backend.http import HttpEndpoint
 from llaqo_backend.osc import OscEndpoint
 from llaqo_backend.session import Connection
 from llaqo_model.errors import LlaqoError
@@ -25,11 +26,13 @@ TOKEN_ENV = "LLAQO_TOKEN"
 
 @dataclass
 class ServerConfig:
-    """Where to listen and how strictly; port 0 picks a free port, `osc_port=None` disables OSC."""
+    """Where to listen and how strictly; port 0 picks a free port, `osc_port=None` disables OSC and
+    `http_port=None` the loopback HTTP endpoint for notation plugins (`llaqo_backend.http`)."""
 
     host: str = "127.0.0.1"
     ws_port: int = 8765
     osc_port: int | None = 9000
+    http_port: int | None = 8766
     token: str | None = None
     results_dir: Path | None = None
     hello_timeout_s: float = 10.0
@@ -63,6 +66,8 @@ class Server:
         self.osc: OscEndpoint | None = None
         self.ws_port = 0
         self.osc_port: int | None = None
+        self.http: HttpEndpoint | None = None
+        self.http_port: int | None = None
         self._ws_server = None
 
     async def start(self) -> None:
@@ -80,8 +85,12 @@ class Server:
         if cfg.osc_port is not None:
             self.osc = OscEndpoint(self)
             self.osc_port = await self.osc.start(cfg.host, cfg.osc_port)
-        log.warning("llaqo serving ws://%s:%d%s, model: %s", cfg.host, self.ws_port,
+        if cfg.http_port is not None:
+            self.http = HttpEndpoint(self)
+            self.http_port = self.http.start(cfg.http_port)
+        log.warning("llaqo serving ws://%s:%d%s%s, model: %s", cfg.host, self.ws_port,
                     f", OSC udp {cfg.host}:{self.osc_port}" if self.osc_port else "",
+                    f", plugins http://127.0.0.1:{self.http_port}" if self.http_port else "",
                     self.engine.model_name or "none (reports only)")
 
     async def _handle(self, ws: ServerConnection) -> None:
@@ -103,6 +112,8 @@ class Server:
         await asyncio.gather(*(c.drain(self.config.shutdown_grace_s) for c in list(self.connections)))
         if self.osc is not None:
             self.osc.close()
+        if self.http is not None:
+            self.http.close()
         self._ws_server.close(close_connections=True)
         await self._ws_server.wait_closed()
         await asyncio.to_thread(self.engine.close)

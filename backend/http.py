@@ -1,0 +1,190 @@
+"""A loopback HTTP endpoint for notation-program plugins that have no WebSocket (MuseScore 3 and 4).
+
+MuseScore's plugin engine can make a synchronous `XMLHttpRequest` and write the open score to a file, and
+nothing more when it runs headless. So the plugin saves the open score as MusicXML, names it and the take's
+audio file by path, and gets back the annotation plan (`llaqo_model.annotate.ScoreAnnotations`) that it
+writes into the open score itself. Paths name files on this machine, so the endpoint only ever listens on
+127.0.0.1, whatever `--host` the WebSocket uses. Requests are refused unless the Host header is a
+loopback name (DNS rebinding), they carry no browser Origin (a web page cannot post here), the body is
+JSON (`Content-Type: application/json`, which a page cannot send without a CORS preflight that is never
+granted), and — when the server has a token — `Authorization: Bearer TOKEN` matches it.
+
+    POST /v1/annotate  {"score": "/abs/score.musicxml", "audio": "/abs/take.wav"}
+    GET  /v1/health
+
+The messages are in docs/protocol.md. The HTTP server (stdlib, one thread per request) hands the work to
+the event loop's engine, so plugin requests queue with WebSocket and OSC takes on the same workers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import itertools
+import json
+import logging
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from llaqo_backend import protocol as p
+from llaqo_model.annotate import plan_annotations, read_written_score
+from llaqo_model.errors import LlaqoError
+
+if TYPE_CHECKING:
+    from llaqo_backend.server import Server
+
+log = logging.getLogger("llaqo.server")
+HTTP_HOST = "127.0.0.1"  # paths in requests name this machine's files: never listen beyond it
+LOOPBACK_NAMES = {"localhost", "127.0.0.1", "[::1]"}
+MAX_BODY_BYTES = 64 * 1024  # two paths and a few options
+REQUEST_TIMEOUT_S = 1800.0  # a long take queued behind others still gets its answer
+STATUS = {p.UNAUTHORIZED: 401, "forbidden": 403, "not_found": 404, p.BAD_JSON: 400, p.BAD_MESSAGE: 400,
+          p.SERVER_BUSY: 503, p.INTERNAL: 500}
+
+
+class HttpError(Exception):
+    """A refused request: an error code from the protocol and one readable line."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def refusal(headers: Any, token: str | None) -> HttpError | None:
+    """Why a request may not be served (Host, Origin, token), or None when it may."""
+    host = (headers.get("Host") or "").strip().lower()
+    name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+    if name not in LOOPBACK_NAMES:
+        return HttpError("forbidden", f"Host '{host}' is not a loopback name")
+    if headers.get("Origin") is not None:
+        return HttpError("forbidden", "requests from web pages (with an Origin) are not served")
+    if token:
+        sent = (headers.get("Authorization") or "").removeprefix("Bearer ").strip()
+        if not hmac.compare_digest(sent.encode(), token.encode()):
+            return HttpError(p.UNAUTHORIZED, "missing or wrong token (Authorization: Bearer TOKEN)")
+    return None
+
+
+class HttpEndpoint:
+    """The HTTP server thread; work runs on `server`'s event loop and engine."""
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._http: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self._ids = itertools.count(1)
+
+    def start(self, port: int) -> int:
+        """Listen on 127.0.0.1:`port` (0 = any free port); return the port bound."""
+        self.loop = asyncio.get_running_loop()
+        endpoint = self
+
+        class Handler(_Handler):
+            owner = endpoint
+
+        self._http = ThreadingHTTPServer((HTTP_HOST, port), Handler)
+        self._http.daemon_threads = True
+        self._thread = threading.Thread(target=self._http.serve_forever, name="llaqo-http", daemon=True)
+        self._thread.start()
+        return self._http.server_address[1]
+
+    def close(self) -> None:
+        """Stop listening (requests in flight are answered or dropped with the loop)."""
+        if self._http is not None:
+            self._http.shutdown()
+            self._http.server_close()
+            self._http = None
+
+    def call(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Handler thread: run the request on the event loop and wait for its answer."""
+        assert self.loop is not None
+        future = asyncio.run_coroutine_threadsafe(self.annotate(body), self.loop)
+        return future.result(timeout=REQUEST_TIMEOUT_S)
+
+    async def annotate(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Analyse the take against the score (and assess it when a model is loaded); return the plan."""
+        score_path, audio_path = _path(body, "score"), _path(body, "audio")
+        engine = self.server.engine
+        score = await engine.score_from_file(score_path)
+        take = await engine.take_from_file(f"http-{next(self._ids)}", audio_path, "http")
+        try:
+            report = await engine.report(take, score, audio_path.name)
+            assessment = await engine.assess(take, report) if engine.model_worker is not None else None
+        finally:
+            engine.cancel(take)
+
+        def plan() -> dict[str, Any]:
+            return plan_annotations(report, score, read_written_score(score_path), assessment).to_dict()
+
+        return {
+            "type": "annotations",
+            "annotations": await asyncio.to_thread(plan),
+            "warnings": report.warnings,
+            "assessment": assessment.to_dict() if assessment is not None else None,
+        }
+
+
+def _path(body: dict[str, Any], key: str) -> Path:
+    value = body.get(key)
+    if not isinstance(value, str) or not value:
+        raise HttpError(p.BAD_MESSAGE, f"'{key}' must be the path of a file on this machine")
+    path = Path(value)
+    if not path.is_absolute():
+        raise HttpError(p.BAD_MESSAGE, f"'{key}' must be an absolute path")
+    return path
+
+
+class _Handler(BaseHTTPRequestHandler):
+    owner: HttpEndpoint
+    server_version = "llaqo/0.1"
+
+    def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
+        if (refused := refusal(self.headers, self.owner.server.config.token)) is not None:
+            return self._error(refused)
+        if self.path != "/v1/health":
+            return self._error(HttpError("not_found", f"no {self.path} here (try POST /v1/annotate)"))
+        engine = self.owner.server.engine
+        self._send(200, {"type": "ok", "server": self.owner.server.name, "model": engine.model_name})
+
+    def do_POST(self) -> None:  # noqa: N802
+        try:
+            if (refused := refusal(self.headers, self.owner.server.config.token)) is not None:
+                raise refused
+            if self.path != "/v1/annotate":
+                raise HttpError("not_found", f"no {self.path} here (POST /v1/annotate)")
+            if (self.headers.get("Content-Type") or "").split(";")[0].strip() != "application/json":
+                raise HttpError(p.BAD_MESSAGE, "the body must be JSON (Content-Type: application/json)")
+            length = int(self.headers.get("Content-Length") or 0)
+            if not 0 < length <= MAX_BODY_BYTES:
+                raise HttpError(p.BAD_MESSAGE, f"the body must be 1 to {MAX_BODY_BYTES} bytes of JSON")
+            try:
+                body = json.loads(self.rfile.read(length))
+            except (UnicodeDecodeError, json.JSONDecodeError):
+                raise HttpError(p.BAD_JSON, "the body is not valid JSON") from None
+            if not isinstance(body, dict):
+                raise HttpError(p.BAD_MESSAGE, "the body must be a JSON object")
+            self._send(200, self.owner.call(body))
+        except HttpError as exc:
+            self._error(exc)
+        except (LlaqoError, p.ProtocolError) as exc:  # the take or score is unusable, or the server is full
+            self._send(422, {"type": "error", "code": exc.code, "message": str(exc)})
+        except Exception as exc:  # the server keeps serving; the plugin shows the line
+            log.exception("http request failed")
+            self._send(500, {"type": "error", "code": p.INTERNAL, "message": f"unexpected {type(exc).__name__}"})
+
+    def _error(self, exc: HttpError) -> None:
+        self._send(STATUS.get(exc.code, 400), {"type": "error", "code": exc.code, "message": str(exc)})
+
+    def _send(self, status: int, message: dict[str, Any]) -> None:
+        data = json.dumps(message, ensure_ascii=False).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the stdlib's signature)
+        log.info("http %s", format % args)
