@@ -9,7 +9,9 @@ loopback name (DNS rebinding), they carry no browser Origin (a web page cannot p
 JSON (`Content-Type: application/json`, which a page cannot send without a CORS preflight that is never
 granted), and — when the server has a token — `Authorization: Bearer TOKEN` matches it.
 
-    POST /v1/annotate  {"score": "/abs/score.musicxml", "audio": "/abs/take.wav"}
+    POST /v1/annotate  {"score": "/abs/score.musicxml", "audio": "/abs/take.wav"}  → {"type": "pending", "job"}
+    GET  /v1/jobs/JOB  → the answer ({"type": "annotations", ...} or an error), or "pending" again after
+                         LONG_POLL_S (MuseScore gives up on a request after 30 s, an analysis can take longer)
     GET  /v1/health
 
 The messages are in docs/protocol.md. The HTTP server (stdlib, one thread per request) hands the work to
@@ -19,11 +21,13 @@ the event loop's engine, so plugin requests queue with WebSocket and OSC takes o
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import hmac
 import itertools
 import json
 import logging
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,9 +43,11 @@ log = logging.getLogger("llaqo.server")
 HTTP_HOST = "127.0.0.1"  # paths in requests name this machine's files: never listen beyond it
 LOOPBACK_NAMES = {"localhost", "127.0.0.1", "[::1]"}
 MAX_BODY_BYTES = 64 * 1024  # two paths and a few options
-REQUEST_TIMEOUT_S = 1800.0  # a long take queued behind others still gets its answer
+LONG_POLL_S = 15.0  # a job request waits this long for the answer: well inside MuseScore's 30 s request limit
+MAX_JOBS = 16  # unanswered and uncollected jobs held at once (each holds one take until it is analysed)
 STATUS = {p.UNAUTHORIZED: 401, "forbidden": 403, "not_found": 404, p.BAD_JSON: 400, p.BAD_MESSAGE: 400,
           p.SERVER_BUSY: 503, p.INTERNAL: 500}
+FAILED_STATUS = 422  # the request was fine, the take or score was not (the message says why)
 
 
 class HttpError(Exception):
@@ -76,6 +82,7 @@ class HttpEndpoint:
         self._http: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._ids = itertools.count(1)
+        self.jobs: dict[str, concurrent.futures.Future] = {}
 
     def start(self, port: int) -> int:
         """Listen on 127.0.0.1:`port` (0 = any free port); return the port bound."""
@@ -98,11 +105,33 @@ class HttpEndpoint:
             self._http.server_close()
             self._http = None
 
-    def call(self, body: dict[str, Any]) -> dict[str, Any]:
-        """Handler thread: run the request on the event loop and wait for its answer."""
+    def submit(self, body: dict[str, Any]) -> str:
+        """Handler thread: start the request on the event loop; return its job id."""
         assert self.loop is not None
-        future = asyncio.run_coroutine_threadsafe(self.annotate(body), self.loop)
-        return future.result(timeout=REQUEST_TIMEOUT_S)
+        if len(self.jobs) >= MAX_JOBS:
+            raise HttpError(p.SERVER_BUSY, f"{MAX_JOBS} plugin requests are already waiting; try again later")
+        job = f"j{next(self._ids)}"
+        self.jobs[job] = asyncio.run_coroutine_threadsafe(self.annotate(body), self.loop)
+        return job
+
+    def collect(self, job: str) -> tuple[int, dict[str, Any]]:
+        """Handler thread: the job's answer (status, message), waiting up to LONG_POLL_S; then it is forgotten."""
+        future = self.jobs.get(job)
+        if future is None:
+            raise HttpError("not_found", f"no job {job} (already collected, or never started)")
+        try:
+            result = future.result(timeout=LONG_POLL_S)
+        except concurrent.futures.TimeoutError:
+            return 200, {"type": "pending", "job": job}
+        except (LlaqoError, p.ProtocolError) as exc:  # the take or score is unusable, or the server is full
+            result = (FAILED_STATUS, {"type": "error", "code": exc.code, "message": str(exc)})
+        except Exception as exc:  # the server keeps serving; the plugin shows the line
+            log.error("plugin request %s failed: %r", job, exc)
+            result = (500, {"type": "error", "code": p.INTERNAL, "message": f"unexpected {type(exc).__name__}"})
+        else:
+            result = (200, result)
+        self.jobs.pop(job, None)
+        return result
 
     async def annotate(self, body: dict[str, Any]) -> dict[str, Any]:
         """Analyse the take against the score (and assess it when a model is loaded); return the plan."""
@@ -142,41 +171,48 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "llaqo/0.1"
 
     def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
-        if (refused := refusal(self.headers, self.owner.server.config.token)) is not None:
-            return self._error(refused)
-        if self.path != "/v1/health":
-            return self._error(HttpError("not_found", f"no {self.path} here (try POST /v1/annotate)"))
-        engine = self.owner.server.engine
-        self._send(200, {"type": "ok", "server": self.owner.server.name, "model": engine.model_name})
+        self._answer(self._get)
 
     def do_POST(self) -> None:  # noqa: N802
+        self._answer(self._post)
+
+    def _get(self) -> tuple[int, dict[str, Any]]:
+        if self.path == "/v1/health":
+            engine = self.owner.server.engine
+            return 200, {"type": "ok", "server": self.owner.server.name, "model": engine.model_name}
+        if self.path.startswith("/v1/jobs/"):
+            return self.owner.collect(self.path.removeprefix("/v1/jobs/"))
+        raise HttpError("not_found", f"no {self.path} here (POST /v1/annotate, GET /v1/jobs/JOB, GET /v1/health)")
+
+    def _post(self) -> tuple[int, dict[str, Any]]:
+        if self.path != "/v1/annotate":
+            raise HttpError("not_found", f"no {self.path} here (POST /v1/annotate)")
+        if (self.headers.get("Content-Type") or "").split(";")[0].strip() != "application/json":
+            raise HttpError(p.BAD_MESSAGE, "the body must be JSON (Content-Type: application/json)")
+        length = int(self.headers.get("Content-Length") or 0)
+        if not 0 < length <= MAX_BODY_BYTES:
+            raise HttpError(p.BAD_MESSAGE, f"the body must be 1 to {MAX_BODY_BYTES} bytes of JSON")
+        try:
+            body = json.loads(self.rfile.read(length))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            raise HttpError(p.BAD_JSON, "the body is not valid JSON") from None
+        if not isinstance(body, dict):
+            raise HttpError(p.BAD_MESSAGE, "the body must be a JSON object")
+        for key in ("score", "audio"):  # refuse malformed requests before queueing them
+            _path(body, key)
+        return 202, {"type": "pending", "job": self.owner.submit(body)}
+
+    def _answer(self, handle: Callable[[], tuple[int, dict[str, Any]]]) -> None:
         try:
             if (refused := refusal(self.headers, self.owner.server.config.token)) is not None:
                 raise refused
-            if self.path != "/v1/annotate":
-                raise HttpError("not_found", f"no {self.path} here (POST /v1/annotate)")
-            if (self.headers.get("Content-Type") or "").split(";")[0].strip() != "application/json":
-                raise HttpError(p.BAD_MESSAGE, "the body must be JSON (Content-Type: application/json)")
-            length = int(self.headers.get("Content-Length") or 0)
-            if not 0 < length <= MAX_BODY_BYTES:
-                raise HttpError(p.BAD_MESSAGE, f"the body must be 1 to {MAX_BODY_BYTES} bytes of JSON")
-            try:
-                body = json.loads(self.rfile.read(length))
-            except (UnicodeDecodeError, json.JSONDecodeError):
-                raise HttpError(p.BAD_JSON, "the body is not valid JSON") from None
-            if not isinstance(body, dict):
-                raise HttpError(p.BAD_MESSAGE, "the body must be a JSON object")
-            self._send(200, self.owner.call(body))
+            status, message = handle()
         except HttpError as exc:
-            self._error(exc)
-        except (LlaqoError, p.ProtocolError) as exc:  # the take or score is unusable, or the server is full
-            self._send(422, {"type": "error", "code": exc.code, "message": str(exc)})
-        except Exception as exc:  # the server keeps serving; the plugin shows the line
-            log.exception("http request failed")
-            self._send(500, {"type": "error", "code": p.INTERNAL, "message": f"unexpected {type(exc).__name__}"})
-
-    def _error(self, exc: HttpError) -> None:
-        self._send(STATUS.get(exc.code, 400), {"type": "error", "code": exc.code, "message": str(exc)})
+            status, message = STATUS.get(exc.code, 400), {"type": "error", "code": exc.code, "message": str(exc)}
+        try:
+            self._send(status, message)
+        except ConnectionError:  # the plugin gave up waiting; a later job request still gets the answer
+            log.info("http client left before the answer")
 
     def _send(self, status: int, message: dict[str, Any]) -> None:
         data = json.dumps(message, ensure_ascii=False).encode()

@@ -5,10 +5,15 @@ installs it where apt is usable)."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import socket
 import subprocess
+import sys
+import time
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +21,7 @@ import pytest
 
 from llaqo_model.annotate import annotate_score
 
+REPO = Path(__file__).resolve().parents[1]
 MUSESCORE = next((shutil.which(n) for n in ("musescore3", "mscore3") if shutil.which(n)), None)
 needs_musescore = pytest.mark.skipif(MUSESCORE is None, reason="MuseScore 3 (musescore3) is not installed")
 RED = (214, 39, 40)
@@ -87,3 +93,72 @@ def test_musescore_renders_the_annotated_page(chorale, chorale_path, mistakes_re
         red += int(((rgb[..., 0] > 180) & (rgb[..., 1] < 90) & (rgb[..., 2] < 90)).sum())
     assert 0.01 < ink < 0.5  # notes and text on a white page, not blank and not a black square
     assert red > 20  # the wrong note is printed in red
+
+
+# --- the plugin, run by MuseScore against a real `llaqo serve` ----------------------------------------
+
+PLUGIN = REPO / "plugin_bridge" / "musescore" / "llaqo_assess.qml"
+EXAMPLE_TAKE, EXAMPLE_SCORE = REPO / "examples" / "bwv66.6_take.flac", REPO / "examples" / "bwv66.6.musicxml"
+
+
+@pytest.fixture(scope="module")
+def server_port(tmp_path_factory) -> Iterator[int]:
+    """`llaqo serve` (reports only) with its plugin endpoint on a free loopback port."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    log = tmp_path_factory.mktemp("serve") / "serve.log"
+    with log.open("w") as sink:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "llaqo_cli", "serve", "--ws-port", "0", "--osc-port", "-1",
+             "--http-port", str(port), "--no-model"], cwd=REPO, stdout=sink, stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 300
+        while "serving" not in log.read_text():
+            assert server.poll() is None and time.monotonic() < deadline, log.read_text()[-2000:]
+            time.sleep(0.5)
+        yield port
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+
+def run_plugin(score: Path, audio: Path, port: int, folder: Path) -> tuple[dict, Path]:
+    """Run the plugin headless on a copy of `score` with `audio`; return its log and the saved score path."""
+    opened = folder / f"open{score.suffix}"
+    shutil.copy(score, opened)
+    saved, log = folder / "saved.mscx", folder / "plugin-log.json"
+    job = {"audio": str(audio), "port": port, "save": str(saved), "log": str(log)}
+    (folder / f"{opened.name}.llaqo.json").write_text(json.dumps(job))
+    musescore("-p", str(PLUGIN), str(opened), cwd=folder)
+    return json.loads(log.read_text()), saved
+
+
+@needs_musescore
+@pytest.mark.slow
+def test_the_plugin_writes_the_comments_into_the_open_score(server_port, tmp_path):
+    outcome, saved = run_plugin(EXAMPLE_SCORE, EXAMPLE_TAKE, server_port, tmp_path)
+    assert outcome == {"ok": True, "error": ""}
+    staves = read_mscx(saved)
+    commented = [i for i, m in enumerate(staves[0]) if m["texts"]]
+    assert commented == [6]  # the wrong D♯4 of the shipped example, bar 6 (the pickup is measure 0)
+    assert any("wrong: D♯4 for D4" in t for t in staves[0][6]["texts"])
+    red = [(s, i, pitch) for s, staff in enumerate(staves) for i, m in enumerate(staff)
+           for pitch, rgb in m["coloured"] if rgb == RED]
+    assert red == [(2, 6, 62), (3, 6, 62)]
+    frame = ET.parse(saved).getroot().find("Score").find("Staff").find("VBox")
+    assert any("".join(t.itertext()).strip().startswith("LLaQo · bwv66.6_take.flac") for t in frame.iter("text"))
+
+
+@needs_musescore
+@pytest.mark.slow
+def test_the_plugin_tells_the_teacher_and_leaves_the_score_alone(server_port, other_piece_path, tmp_path):
+    outcome, saved = run_plugin(other_piece_path, EXAMPLE_TAKE, server_port, tmp_path)
+    assert not outcome["ok"] and "does not match the score" in outcome["error"]
+    assert not saved.exists()
+    refused, _ = run_plugin(EXAMPLE_SCORE, EXAMPLE_TAKE, server_port + 1 if server_port < 65535 else 1, tmp_path)
+    assert not refused["ok"] and "did not answer" in refused["error"]

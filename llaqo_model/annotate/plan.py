@@ -31,8 +31,8 @@ MISSED_COLOUR = "#1F77B4"  # blue: this note was not played (distinct from red f
 COMMENT_COLOUR = "#A0182A"  # dark red, a teacher's pen, readable in greyscale print
 LINE_CHARS = 34  # a comment line about as wide as one bar of a printed chorale system
 MAX_FEEDBACK_CHARS = 360  # "a few lines" of the model's feedback at the top of the page
-HEADER_CHARS = 125  # a header line across the first system at its small size
-LEGEND = "red note: played as another pitch (named below) · blue note: not played · + extra note"
+HEADER_CHARS = 90  # header lines leave room for the composer's name at the right of the title frame
+LEGEND = "red note: played as another pitch (named at the note) · blue note: not played · +: extra"
 
 SHORT: dict[IssueKind, str] = {  # bar-level issues in a few words (the note errors are spelled out)
     IssueKind.RUSHING: "rushed",
@@ -138,11 +138,11 @@ def header_text(report: PerformanceReport, assessment: Assessment | None) -> str
             f"Overall {assessment.overall}/6 · difficulty {assessment.difficulty}/9 · technique {assessment.technique}"
         )
         ratings = " · ".join(f"{k.replace('_', ' ')} {v}" for k, v in assessment.ratings.items())
-        lines.append(textwrap.fill(f"Ratings (1–6): {ratings}", HEADER_CHARS))
+        lines.append(f"Ratings (1–6): {ratings}")
         if assessment.feedback:
-            lines.append(textwrap.fill(textwrap.shorten(assessment.feedback, MAX_FEEDBACK_CHARS), HEADER_CHARS))
+            lines.append(textwrap.shorten(assessment.feedback, MAX_FEEDBACK_CHARS))
     lines.append(LEGEND)
-    return "\n".join(lines)
+    return "\n".join(textwrap.fill(line, HEADER_CHARS) for line in lines)
 
 
 def _merge(said: list[str]) -> list[str]:
