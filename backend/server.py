@@ -27,12 +27,13 @@ TOKEN_ENV = "LLAQO_TOKEN"
 @dataclass
 class ServerConfig:
     """Where to listen and how strictly; port 0 picks a free port, `osc_port=None` disables OSC and
-    `http_port=None` the loopback HTTP endpoint for notation plugins (`llaqo_backend.http`)."""
+    `http_port=None` (the default here; `llaqo serve` uses 8766) the loopback HTTP endpoint for notation
+    plugins (`llaqo_backend.http`)."""
 
     host: str = "127.0.0.1"
     ws_port: int = 8765
     osc_port: int | None = 9000
-    http_port: int | None = 8766
+    http_port: int | None = None
     token: str | None = None
     results_dir: Path | None = None
     hello_timeout_s: float = 10.0
