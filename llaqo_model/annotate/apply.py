@@ -9,6 +9,7 @@ composer it would otherwise take from the header fields). Nothing already in the
 from __future__ import annotations
 
 import os
+import textwrap
 from pathlib import Path
 
 import music21
@@ -21,7 +22,8 @@ from llaqo_model.errors import LlaqoError
 OUTPUT_FORMATS = {".musicxml": "musicxml", ".xml": "musicxml", ".mxl": "mxl"}
 COMMENT_SIZE_PT = 9  # bar comments smaller than the default staff text, so two lines fit above a bar
 MARK_SIZE_PT = 8  # the played pitch under a wrong note, extra notes and restarts
-HEADER_SIZE_PT = 9  # the assessment block: small, so it takes a few lines above the first system
+HEADER_SIZE_PT = 7.5  # the assessment block: small, so a short piece still fits its page
+HEADER_CHARS = 150  # a header line across an A4 system at that size
 HEADER_COLOUR = "#202020"  # near black: the assessment reads as print, the bar comments as a teacher's pen
 
 
@@ -40,7 +42,8 @@ def apply_annotations(written: WrittenScore, plan: ScoreAnnotations) -> music21.
                        mark.colour)
     for mark in plan.marks:
         _direction(written, mark.part, mark.measure_index, mark.offset_ql, mark.text, "above", MARK_SIZE_PT)
-    _direction(written, 0, 0, 0.0, plan.header, "above", HEADER_SIZE_PT, HEADER_COLOUR)
+    header = "\n".join(textwrap.fill(line, HEADER_CHARS) for line in plan.header.splitlines())
+    _direction(written, 0, 0, 0.0, header, "above", HEADER_SIZE_PT, HEADER_COLOUR)
     return written.score
 
 

@@ -31,8 +31,8 @@ MISSED_COLOUR = "#1F77B4"  # blue: this note was not played (distinct from red f
 COMMENT_COLOUR = "#A0182A"  # dark red, a teacher's pen, readable in greyscale print
 LINE_CHARS = 34  # a comment line about as wide as one bar of a printed chorale system
 MAX_FEEDBACK_CHARS = 360  # "a few lines" of the model's feedback at the top of the page
-HEADER_CHARS = 90  # header lines leave room for the composer's name at the right of the title frame
-LEGEND = "red note: played as another pitch (named at the note) · blue note: not played · +: extra"
+LEGEND = ((WRONG_COLOUR, "red note: played as another pitch (named at the note)"),
+          (MISSED_COLOUR, "blue note: not played"))
 
 SHORT: dict[IssueKind, str] = {  # bar-level issues in a few words (the note errors are spelled out)
     IssueKind.RUSHING: "rushed",
@@ -83,7 +83,8 @@ class PositionMark:
 
 @dataclass
 class ScoreAnnotations:
-    """Everything `annotate` writes into a score; `header` goes at the top of the first page."""
+    """Everything `annotate` writes into a score; `header` goes at the top of the first page (one
+    paragraph per line, unwrapped: each writer wraps it to the width its text size allows)."""
 
     header: str
     bar_texts: list[BarText] = field(default_factory=list)
@@ -102,7 +103,7 @@ def plan_annotations(
     if report.score_mismatch or (report.alignment is not None and not report.alignment.matches_score):
         raise ScoreError(f"{report.score_mismatch or 'the take does not match the score'}; nothing was written")
     located = _Locator(report, analysed)
-    plan = ScoreAnnotations(header=header_text(report, assessment))
+    plan = ScoreAnnotations(header="")
     phrases: dict[int, list[str]] = {}
     for bar in report.bars:
         index = written.measure_index(bar.bar)
@@ -121,28 +122,33 @@ def plan_annotations(
     for index, lines in sorted(phrases.items()):
         wrapped = [textwrap.fill(line, LINE_CHARS) for line in lines]
         plan.bar_texts.append(BarText(index, written.bar_numbers[index], "\n".join(wrapped)))
+    plan.header = header_text(report, assessment, plan)
     return plan
 
 
-def header_text(report: PerformanceReport, assessment: Assessment | None) -> str:
-    """The block at the top of the first page: what was found, the ratings, a few lines of feedback."""
+def header_text(report: PerformanceReport, assessment: Assessment | None, plan: ScoreAnnotations) -> str:
+    """The block at the top of the first page: what was found, the ratings, a few lines of feedback, and
+    a key to the colours and marks the page uses."""
     line = "LLaQo · " + report.audio.replace("\\", "/").rsplit("/", 1)[-1]
     a = report.alignment
     if a is not None:
         line += f" · {a.matched} of {a.score_notes} notes as written, {a.wrong} wrong, {a.missed} missed"
-        line += f", {a.extra} extra"
-        line += f", {a.restarts} restart(s)" if a.restarts else ""
+        line += f", {a.extra} extra" + (f", {a.restarts} restart(s)" if a.restarts else "")
     lines = [line]
     if assessment is not None:
-        lines.append(
-            f"Overall {assessment.overall}/6 · difficulty {assessment.difficulty}/9 · technique {assessment.technique}"
-        )
         ratings = " · ".join(f"{k.replace('_', ' ')} {v}" for k, v in assessment.ratings.items())
-        lines.append(f"Ratings (1–6): {ratings}")
+        lines.append(
+            f"Overall {assessment.overall}/6 · difficulty {assessment.difficulty}/9 · technique "
+            f"{assessment.technique} · ratings (1–6): {ratings}"
+        )
         if assessment.feedback:
             lines.append(textwrap.shorten(assessment.feedback, MAX_FEEDBACK_CHARS))
-    lines.append(LEGEND)
-    return "\n".join(textwrap.fill(line, HEADER_CHARS) for line in lines)
+    colours = {n.colour for n in plan.notes}
+    key = [text for colour, text in LEGEND if colour in colours]
+    key += ["+: an extra note"] if any(m.text.startswith("+") for m in plan.marks) else []
+    if key:
+        lines.append("Key: " + " · ".join(key))
+    return "\n".join(lines)
 
 
 def _merge(said: list[str]) -> list[str]:
@@ -174,6 +180,8 @@ def _place(
             if mark not in plan.notes:
                 plan.notes.append(mark)
         name = found[0].element.pitch.unicodeNameWithOctave if found else pitch_name(issue.expected_pitch, fifths)
+        voice = written.voice_name(found[0].part) if found else ""
+        name += f" ({voice})" if voice else ""
         return f"wrong: {played} for {name}" if wrong else f"missed: {name}"
     if issue.kind == IssueKind.EXTRA_NOTE and issue.pitch is not None:
         text = f"+{pitch_name(issue.pitch, fifths)}"

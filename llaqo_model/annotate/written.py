@@ -48,6 +48,11 @@ class WrittenScore:
     notes: list[WrittenNote]
     quantised: bool
 
+    def voice_name(self, part: int) -> str:
+        """The part's name when every part has its own ('Tenor'), else '' (a piano's two staves share one)."""
+        names = [p.partName or "" for p in self.score.parts]
+        return names[part] if all(names) and len(set(names)) == len(names) else ""
+
     def measure(self, part: int, measure_index: int) -> stream.Measure:
         """The music21 measure at `measure_index` of `part`."""
         return self.score.parts[part].getElementsByClass(stream.Measure)[measure_index]

@@ -26,6 +26,7 @@ MuseScore {
     property string token: ""
     property var job: null
     property int maxPolls: 240  // the server holds each poll up to 15 s: an hour in all
+    property int headerChars: 90  // header lines leave room for the composer's name in the title frame
 
     FileIO { id: scratch }
     FileIO { id: jobFile }
@@ -140,8 +141,24 @@ MuseScore {
             var m = plan.marks[k];
             addText(m.part, m.measure_index, m.offset_ql, m.text, "");
         }
-        curScore.addText("lyricist", plan.header);  // left in the title frame, under the title
+        curScore.addText("lyricist", wrap(plan.header, headerChars));  // left in the title frame, under the title
         curScore.endCmd();
+    }
+
+    // Break each paragraph of `text` into lines of at most `width` characters, at spaces.
+    function wrap(text, width) {
+        return text.split("\n").map(function (paragraph) {
+            var lines = [], line = "";
+            paragraph.split(" ").forEach(function (word) {
+                if (line && line.length + 1 + word.length > width) {
+                    lines.push(line);
+                    line = word;
+                } else {
+                    line = line ? line + " " + word : word;
+                }
+            });
+            return lines.concat([line]).join("\n");
+        }).join("\n");
     }
 
     // A cursor on `staff` (voice `voice`) at the chord or rest `offset` quarter notes into measure `index`.
