@@ -37,12 +37,14 @@ def musescore(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 
 def read_mscx(path: Path) -> list[list[dict]]:
-    """MuseScore's own view of a score: per staff, per written measure, its staff texts and coloured notes."""
+    """MuseScore's own view of a score: per staff, per written measure, its staff texts (no-break spaces
+    read as spaces) and coloured notes."""
     staves = []
     for staff in ET.parse(path).getroot().find("Score").findall("Staff"):
         measures = []
         for measure in staff.findall("Measure"):
-            texts = ["".join(t.find("text").itertext()).strip() for t in measure.iter("StaffText")]
+            texts = ["".join(t.find("text").itertext()).replace("\u00a0", " ").strip()
+                     for t in measure.iter("StaffText")]
             notes = []
             for note in measure.iter("Note"):
                 colour = note.find("color")

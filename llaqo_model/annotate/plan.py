@@ -29,6 +29,7 @@ from llaqo_model.model.assessment import Assessment
 WRONG_COLOUR = "#D62728"  # red: this note was played as another pitch (named below it)
 MISSED_COLOUR = "#1F77B4"  # blue: this note was not played (distinct from red for colour-blind readers too)
 COMMENT_COLOUR = "#A0182A"  # dark red, a teacher's pen, readable in greyscale print
+NO_BREAK = "\u00a0"  # a space that line wrapping (ours and the notation program's) keeps
 LINE_CHARS = 34  # a comment line about as wide as one bar of a printed chorale system
 MAX_FEEDBACK_CHARS = 360  # "a few lines" of the model's feedback at the top of the page
 LEGEND = ((WRONG_COLOUR, "red note: played as another pitch (named at the note)"),
@@ -160,7 +161,8 @@ def _merge(said: list[str]) -> list[str]:
         merged.setdefault(key, [])
         if sep and rest not in merged[key]:
             merged[key].append(rest)
-    return [f"{k}: {', '.join(v)}" if v else k for k, v in merged.items()]
+    # spaces inside one item do not break, so a line never ends between 'D♯4 for' and 'D4'
+    return [f"{k}: {', '.join(i.replace(' ', NO_BREAK) for i in v)}" if v else k for k, v in merged.items()]
 
 
 def _place(
