@@ -297,3 +297,12 @@ def test_batch_annotates_each_take_and_goes_on_after_a_bad_one(take_bar6, choral
     assert lines[1]["code"] == "bad_score"
     assert any("wrong: D♯4 for D4" in t for t in directions(folder / "wrong_bar6.musicxml")[6])
     assert sorted(p.name for p in folder.iterdir()) == ["wrong_bar6.musicxml"]
+
+
+def test_batch_names_one_annotated_score_per_take_without_clashes(tmp_path):
+    from llaqo_model.cli import annotation_paths
+
+    rows = [("a/take.flac", "s.musicxml"), ("b/take.wav", "s.musicxml"), ("c/other.flac", None),
+            ("a/take.flac", "s.musicxml")]
+    assert annotation_paths(rows, tmp_path) == {"a/take.flac": tmp_path / "take.musicxml",
+                                                "b/take.wav": tmp_path / "take-2.musicxml"}
