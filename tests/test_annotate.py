@@ -306,3 +306,10 @@ def test_batch_names_one_annotated_score_per_take_without_clashes(tmp_path):
             ("a/take.flac", "s.musicxml")]
     assert annotation_paths(rows, tmp_path) == {"a/take.flac": tmp_path / "take.musicxml",
                                                 "b/take.wav": tmp_path / "take-2.musicxml"}
+
+
+def test_a_compressed_mxl_is_written_too(chorale, chorale_path, mistakes_report, tmp_path):
+    out = tmp_path / "annotated.mxl"
+    annotate_score(mistakes_report, chorale, chorale_path, out)
+    assert any("wrong: D♯4 for D4" in t for t in directions(out)[6])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["annotated.mxl"]  # nothing left beside it

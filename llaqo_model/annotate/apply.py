@@ -9,6 +9,7 @@ composer it would otherwise take from the header fields). Nothing already in the
 from __future__ import annotations
 
 import os
+import tempfile
 import textwrap
 from pathlib import Path
 
@@ -74,12 +75,12 @@ def check_writable(out: str | Path) -> Path:
 def write_score(score: music21.stream.Score, out: str | Path) -> Path:
     """Save as MusicXML (or compressed .mxl); the file appears whole or not at all."""
     out = check_writable(out)
-    tmp = out.with_name(f".{out.name}.part{out.suffix}")
     try:
-        score.write(OUTPUT_FORMATS[out.suffix.lower()], fp=str(tmp))
-        os.replace(tmp, out)
+        # a same-named file in a private folder beside `out` (an .mxl names its inner file after it)
+        with tempfile.TemporaryDirectory(prefix=f".{out.stem}-", dir=out.parent) as folder:
+            staged = Path(folder) / out.name
+            score.write(OUTPUT_FORMATS[out.suffix.lower()], fp=str(staged))
+            os.replace(staged, out)
     except OSError as exc:
         raise LlaqoError(f"cannot write {out}: {exc.strerror or exc}") from exc
-    finally:
-        tmp.unlink(missing_ok=True)
     return out
