@@ -101,6 +101,9 @@ def run_analyze(args: argparse.Namespace) -> int:
 
 def run_annotate(args: argparse.Namespace) -> int:
     """Analyse one take and write the annotated score; print the summary."""
+    from llaqo_model.annotate import check_writable
+
+    check_writable(args.out)  # before loading the transcriber: a mistyped path costs nothing
     report, assessment, plan = _coach(args).annotate_file(args.take, args.score, args.out, bars=args.bars)
     print(summary_text(report, assessment))
     print(
