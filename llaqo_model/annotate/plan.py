@@ -26,7 +26,7 @@ from llaqo_model.annotate.written import WrittenScore
 from llaqo_model.errors import ScoreError
 from llaqo_model.model.assessment import Assessment
 
-WRONG_COLOUR = "#D62728"  # red: this note was played as another pitch (named below it)
+WRONG_COLOUR = "#D62728"  # red: this note was played as another pitch (the pitch played is named at it)
 MISSED_COLOUR = "#1F77B4"  # blue: this note was not played (distinct from red for colour-blind readers too)
 COMMENT_COLOUR = "#A0182A"  # dark red, a teacher's pen, readable in greyscale print
 NO_BREAK = "\u00a0"  # a space that line wrapping (ours and the notation program's) keeps
