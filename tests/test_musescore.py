@@ -164,3 +164,44 @@ def test_the_plugin_tells_the_teacher_and_leaves_the_score_alone(server_port, ot
     assert not saved.exists()
     refused, _ = run_plugin(EXAMPLE_SCORE, EXAMPLE_TAKE, server_port + 1 if server_port < 65535 else 1, tmp_path)
     assert not refused["ok"] and "did not answer" in refused["error"]
+
+
+def piano_score(path: Path) -> Path:
+    """Four bars for piano: one part, two staves (a C major arpeggio over a broken chord)."""
+    import music21
+    from music21 import clef, layout, meter, note, stream
+
+    upper, lower = stream.PartStaff(), stream.PartStaff()
+    for bar in range(4):
+        top, bottom = stream.Measure(number=bar + 1), stream.Measure(number=bar + 1)
+        if bar == 0:
+            top.append(meter.TimeSignature("4/4"))
+            bottom.append([clef.BassClef(), meter.TimeSignature("4/4")])
+        top.append([note.Note(p, quarterLength=1) for p in ("C5", "E5", "G5", "E5")])
+        bottom.append([note.Note(p, quarterLength=1) for p in ("C3", "G3", "E3", "G3")])
+        upper.append(top)
+        lower.append(bottom)
+    upper.partName = lower.partName = "Piano"
+    grand_staff = layout.StaffGroup([upper, lower], symbol="brace")
+    music21.stream.Score([upper, lower, grand_staff]).write("musicxml", fp=str(path))
+    return path
+
+
+@needs_musescore
+def test_a_left_hand_mistake_is_marked_on_the_lower_staff(report_for, tmp_path):
+    from dataclasses import replace
+
+    from llaqo_model.analysis.score import load_score
+    from llaqo_training.examples import mechanical_performance
+
+    source = piano_score(tmp_path / "piano.musicxml")
+    analysed = load_score(source)
+    notes = mechanical_performance(analysed)
+    i = [k for k, n in enumerate(notes) if n.pitch == 55][4]  # the G3 on beat 2 of bar 3 (two per bar)
+    notes[i] = replace(notes[i], pitch=57)
+    annotate_score(report_for(analysed, notes), analysed, source, tmp_path / "annotated.musicxml")
+    musescore("-o", "annotated.mscx", "annotated.musicxml", cwd=tmp_path)
+    upper, lower = read_mscx(tmp_path / "annotated.mscx")
+    assert [m["coloured"] for m in lower] == [[], [], [(55, RED)], []]
+    assert not any(m["coloured"] for m in upper)
+    assert upper[2]["texts"] == ["wrong: A3 for G3"] and lower[2]["texts"] == ["A3"]
