@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from llaqo_model.analysis.report import PerformanceReport
+from llaqo_model.analysis.report import DEFAULT_MIN_CONFIDENCE, PerformanceReport
 from llaqo_model.errors import LlaqoError
 from llaqo_model.model.assessment import Assessment
 
@@ -61,7 +61,25 @@ def _bar_span(text: str) -> tuple[int, int]:
         raise argparse.ArgumentTypeError(f"expected bars like 12-20, got '{text}'") from None
 
 
+def _confidence(text: str) -> float:
+    """'0.7' → 0.7, refusing anything outside 0–1."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a confidence between 0 and 1, got '{text}'")
+    return value
+
+
 def _model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--min-confidence",
+        type=_confidence,
+        default=DEFAULT_MIN_CONFIDENCE,
+        help="state only issues at least this confident (0–1; the JSON keeps all, each with its confidence; "
+        f"default {DEFAULT_MIN_CONFIDENCE})",
+    )
     p.add_argument("--model", help="model checkpoint directory, or 'embedded' (default: the installed model)")
     p.add_argument("--no-model", action="store_true", help="report only; skip the model's assessment")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
@@ -70,7 +88,9 @@ def _model_args(p: argparse.ArgumentParser) -> None:
 def _coach(args: argparse.Namespace) -> Coach:
     from llaqo_model.coach import Coach
 
-    return Coach.load(args.model, use_model=not args.no_model, device=args.device)
+    return Coach.load(
+        args.model, use_model=not args.no_model, device=args.device, min_confidence=args.min_confidence
+    )
 
 
 def result_dict(report: PerformanceReport, assessment: Assessment | None) -> dict[str, Any]:
@@ -140,7 +160,7 @@ def summary_text(report: PerformanceReport, assessment: Assessment | None = None
             f"{a.wrong} wrong, {a.missed} missed, {a.extra} extra"
         )
     lines += [f"note: {warning}" for warning in report.warnings]
-    lines += [f"  {issue.detail}" for bar in report.bars for issue in bar.issues]
+    lines += [f"  {issue.detail}" for _, issue in report.stated_issues()]
     if assessment is not None:
         lines.append("ratings: " + ", ".join(f"{k} {v}" for k, v in assessment.ratings.items()))
         lines.append(

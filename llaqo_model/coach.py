@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from llaqo_model.analysis.pipeline import Analyzer
-from llaqo_model.analysis.report import PerformanceReport
+from llaqo_model.analysis.report import DEFAULT_MIN_CONFIDENCE, PerformanceReport
 from llaqo_model.analysis.score import Score, load_score
 from llaqo_model.analysis.transcribe import TranscriberConfig
 from llaqo_model.annotate import ScoreAnnotations, annotate_score, check_writable
@@ -32,13 +32,21 @@ class Coach:
     assessor: Assessor | None = None
 
     @classmethod
-    def load(cls, model: str | Path | None = None, use_model: bool = True, device: str = "auto") -> Coach:
-        """The analyser, plus the model named by `model` ('embedded' or a folder), else the installed default."""
+    def load(
+        cls,
+        model: str | Path | None = None,
+        use_model: bool = True,
+        device: str = "auto",
+        min_confidence: float = DEFAULT_MIN_CONFIDENCE,
+    ) -> Coach:
+        """The analyser (stating issues at `min_confidence` or above), plus the model named by `model`
+        ('embedded' or a folder), else the installed default."""
         assessor = None
         if use_model:
             path = model or default_model_path()
             assessor = Assessor.load(path, device=device) if path else None
-        return cls(Analyzer(config=TranscriberConfig(device=device)), assessor)
+        analyzer = Analyzer(config=TranscriberConfig(device=device), min_confidence=min_confidence)
+        return cls(analyzer, assessor)
 
     def _take(
         self, take: str | Path, score: str | Path | None, bars: tuple[int, int] | None

@@ -28,9 +28,10 @@ def _scale(value: float, lo: float, hi: float, out_lo: float, out_hi: float) -> 
 
 def _bar_lines(report: PerformanceReport, t_end: float, height: int) -> list[str]:
     parts = []
+    problems = set(report.problem_bars())
     for bar in report.bars:
         x = _scale(bar.start_s, 0, t_end, MARGIN, WIDTH - 10)
-        fill = "#fde0e0" if bar.has_problems else "none"
+        fill = "#fde0e0" if bar.bar in problems else "none"
         x2 = _scale(bar.end_s, 0, t_end, MARGIN, WIDTH - 10)
         parts.append(
             f'<rect x="{x:.1f}" y="0" width="{max(x2 - x, 0):.1f}" height="{height}" fill="{fill}" '
@@ -65,7 +66,7 @@ def piano_roll(report: PerformanceReport) -> str:
             f'<rect x="{x0:.1f}" y="{y(s.pitch):.1f}" width="{max(x1 - x0, 1):.1f}" height="{row:.1f}" '
             f'fill="none" stroke="{colour}"{dash}><title>score: bar {s.bar}, {s.status}</title></rect>'
         )
-    flagged = {(i.pitch, round(i.time_s, 3)): i for _, i in report.issues() if i.pitch is not None}
+    flagged = {(i.pitch, round(i.time_s, 3)): i for _, i in report.stated_issues() if i.pitch is not None}
     for n in report.notes:
         issue = flagged.get((n.pitch, round(n.onset, 3)))
         colour = ISSUE_COLOURS.get(issue.kind, "#1f77b4") if issue else "#1f77b4"
@@ -115,7 +116,8 @@ def bar_table(report: PerformanceReport) -> str:
     """One row per bar: time, tempo, loudness, timing spread and what to fix."""
     rows = []
     for b in report.bars:
-        issues = "<br>".join(f'<span class="issue">{html.escape(i.detail)}</span>' for i in b.issues)
+        stated = b.stated_issues(report.min_confidence)
+        issues = "<br>".join(f'<span class="issue">{html.escape(i.detail)}</span>' for i in stated)
         fmt = lambda v, spec: "–" if v is None else format(v, spec)  # noqa: E731
         rows.append(
             f"<tr><td>{b.bar}</td><td>{b.start_s:.1f}–{b.end_s:.1f} s</td><td>{fmt(b.tempo_bpm, '.0f')}</td>"

@@ -6,13 +6,25 @@ Thresholds are deliberately conservative so that an expert's rubato is not flagg
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
 import numpy as np
 
 from llaqo_model.analysis.align import Alignment
-from llaqo_model.analysis.report import NOTE_ERROR_KINDS, Bar, Issue, IssueKind, Measures, Note, PedalInterval
+from llaqo_model.analysis.report import (
+    DEFAULT_MIN_CONFIDENCE,
+    NOTE_ERROR_KINDS,
+    Bar,
+    Issue,
+    IssueKind,
+    Measures,
+    Note,
+    PedalInterval,
+)
 from llaqo_model.analysis.score import Score, pitch_name, spelled_name
+from llaqo_model.analysis.transcribe import OnsetEvidence
+from llaqo_model.analysis.verify import verify_issues
 
 CHORD_WINDOW_S = 0.05
 RUSH_RATIO = 1.3
@@ -104,8 +116,11 @@ def build_bars(
     alignment: Alignment,
     notes: list[Note],
     pedal: list[PedalInterval],
+    evidence: OnsetEvidence | None = None,
 ) -> list[Bar]:
-    """Per-bar figures and teacher-style issues (`score_measures` sums them up for the take)."""
+    """Per-bar figures and teacher-style issues (`score_measures` sums them up for the take). With the
+    transcriber's `evidence`, every wrong, missed and extra note gets a confidence from the audio;
+    without it (notes from MIDI, which is what was played) they are certain."""
     na = score.note_array
     tmap = alignment.time_map
     if tmap is None or alignment.in_take is None or not alignment.in_take.any():
@@ -127,6 +142,8 @@ def build_bars(
         if end_s - start_s > 1e-3 and len(pairs) >= 2:
             bar.tempo_bpm = round(float(60 * (r["end_beat"] - r["start_beat"]) / (end_s - start_s)), 1)
         _note_errors(bar, r, score, alignment, notes, pedal)
+        if evidence is not None:
+            verify_issues(bar.issues, evidence, notes)
         _mark_unclear(bar, notes)
         _bar_figures(bar, pairs, score, alignment, notes)
         bars.append(bar)
@@ -223,10 +240,14 @@ def _still_sounding(pitch: int, time_s: float, notes: list[Note], pedal: list[Pe
 def _mark_unclear(bar: Bar, notes: list[Note]) -> None:
     """Too many note differences in one bar means the alignment cannot be trusted note by note there:
     replace them with one `unclear` comment, keeping only the differences that are plain slips onto a
-    neighbouring key (`_neighbour_slip`), which no misalignment produces."""
-    errors = [i for i in bar.issues if i.kind in NOTE_ERROR_KINDS]
-    if len(errors) >= max(UNCLEAR_MIN_ERRORS, UNCLEAR_FRACTION * bar.notes_expected):
-        bar.issues = [i for i in bar.issues if i.kind not in NOTE_ERROR_KINDS or _neighbour_slip(i, notes)]
+    neighbouring key (`_neighbour_slip`), which no misalignment produces. Only differences confirmed at the
+    default confidence count (doubtful ones stay, unstated); `unclear` is as sure as the least sure of the
+    differences it needs."""
+    errors = [i for i in bar.issues if i.kind in NOTE_ERROR_KINDS and i.confidence >= DEFAULT_MIN_CONFIDENCE]
+    needed = max(UNCLEAR_MIN_ERRORS, math.ceil(UNCLEAR_FRACTION * bar.notes_expected))
+    if len(errors) >= needed:
+        replaced = {id(i) for i in errors if not _neighbour_slip(i, notes)}
+        bar.issues = [i for i in bar.issues if id(i) not in replaced]
         bar.issues.append(
             Issue(
                 kind=IssueKind.UNCLEAR,
@@ -234,6 +255,7 @@ def _mark_unclear(bar: Bar, notes: list[Note]) -> None:
                 f"{bar.notes_expected}); play it slowly against the score",
                 time_s=min(i.time_s for i in errors),
                 severity=float(len(errors)),
+                confidence=sorted((i.confidence for i in errors), reverse=True)[needed - 1],
             )
         )
 

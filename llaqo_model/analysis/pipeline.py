@@ -8,9 +8,9 @@ import numpy as np
 
 from llaqo_model.analysis.align import align_to_score
 from llaqo_model.analysis.metrics import build_bars, score_free_measures, score_measures
-from llaqo_model.analysis.report import Note, PedalInterval, PerformanceReport
+from llaqo_model.analysis.report import DEFAULT_MIN_CONFIDENCE, Note, PedalInterval, PerformanceReport
 from llaqo_model.analysis.score import Score, load_score
-from llaqo_model.analysis.transcribe import Transcriber, TranscriberConfig
+from llaqo_model.analysis.transcribe import OnsetEvidence, Transcriber, TranscriberConfig
 from llaqo_model.io import DEFAULT_MAX_DURATION_S, check_samples, load_audio, resample, to_mono
 
 
@@ -22,9 +22,11 @@ class Analyzer:
         transcriber: Transcriber | None = None,
         config: TranscriberConfig | None = None,
         max_duration_s: float = DEFAULT_MAX_DURATION_S,
+        min_confidence: float = DEFAULT_MIN_CONFIDENCE,
     ) -> None:
         self.transcriber = transcriber or Transcriber(config)
         self.max_duration_s = max_duration_s
+        self.min_confidence = min_confidence
 
     @property
     def sample_rate(self) -> int:
@@ -59,8 +61,11 @@ class Analyzer:
         return self._analyze(resample(mono, sample_rate, self.sample_rate), audio_name, score)
 
     def _analyze(self, samples: np.ndarray, audio_name: str, score: Score | None) -> PerformanceReport:
-        notes, pedal = self.transcriber.transcribe(samples)
-        return report_from_notes(notes, pedal, len(samples) / self.sample_rate, audio_name, score)
+        heard = self.transcriber.transcribe_with_evidence(samples)
+        duration_s = len(samples) / self.sample_rate
+        report = report_from_notes(heard.notes, heard.pedal, duration_s, audio_name, score, heard.evidence)
+        report.min_confidence = self.min_confidence
+        return report
 
 
 def report_from_notes(
@@ -69,8 +74,10 @@ def report_from_notes(
     duration_s: float,
     audio_name: str,
     score: Score | None,
+    evidence: OnsetEvidence | None = None,
 ) -> PerformanceReport:
-    """Build the report from performed notes (transcribed or from MIDI) and an optional score."""
+    """Build the report from performed notes (transcribed or from MIDI) and an optional score; with the
+    transcriber's `evidence` each note issue is checked against the audio (`verify.py`)."""
     report = PerformanceReport(
         audio=audio_name,
         score=score.path if score is not None else None,
@@ -86,7 +93,7 @@ def report_from_notes(
         report.alignment = alignment.summary
         report.score_notes = alignment.score_notes()
         if alignment.summary.matches_score:
-            report.bars = build_bars(score, alignment, notes, pedal)
+            report.bars = build_bars(score, alignment, notes, pedal, evidence)
             report.measures = score_measures(report.bars, report.measures)
             report.available_measures = sorted(set(report.available_measures) | {"score"})
         else:

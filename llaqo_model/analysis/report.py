@@ -58,6 +58,10 @@ class IssueKind(StrEnum):
 
 NOTE_ERROR_KINDS: frozenset[IssueKind] = frozenset({IssueKind.WRONG_NOTE, IssueKind.MISSED_NOTE, IssueKind.EXTRA_NOTE})
 NOT_FAULTS: frozenset[IssueKind] = frozenset({IssueKind.ORNAMENT})  # a choice the player made, not a problem
+# Issues below this confidence stay in the JSON but are not stated to the player (summary, HTML, feedback,
+# annotated score, server bar messages) nor counted in a bar's decision; calibrated by
+# benchmarks/bench_analysis.py (at 0.5, nine stated note issues in ten were real there).
+DEFAULT_MIN_CONFIDENCE = 0.5
 
 
 @dataclass
@@ -104,6 +108,7 @@ class Issue:
     severity: float = 1.0
     pitch: int | None = None
     expected_pitch: int | None = None
+    confidence: float = 1.0  # how likely the issue is real, 0–1 (note issues: checked against the audio)
 
 
 @dataclass
@@ -123,10 +128,18 @@ class Bar:
     asynchrony_ms: float | None = None
     balance_db: float | None = None
 
+    def stated_issues(self, min_confidence: float = DEFAULT_MIN_CONFIDENCE) -> list[Issue]:
+        """The issues confident enough to tell the player."""
+        return [i for i in self.issues if i.confidence >= min_confidence]
+
+    def has_problems_at(self, min_confidence: float = DEFAULT_MIN_CONFIDENCE) -> bool:
+        """Whether a stated issue in this bar is a fault (an added ornament alone is not)."""
+        return any(i.kind not in NOT_FAULTS for i in self.stated_issues(min_confidence))
+
     @property
     def has_problems(self) -> bool:
-        """Whether any issue in this bar is a fault (an added ornament alone is not)."""
-        return any(i.kind not in NOT_FAULTS for i in self.issues)
+        """`has_problems_at` the default confidence."""
+        return self.has_problems_at()
 
 
 @dataclass
@@ -195,6 +208,7 @@ class PerformanceReport:
     warnings: list[str] = field(default_factory=list)
     score_notes: list[ScoreNote] = field(default_factory=list)
     score_mismatch: str | None = None  # why the take was judged not to be this score (then no bar comments)
+    min_confidence: float = DEFAULT_MIN_CONFIDENCE  # issues below it are kept here but not stated
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON-ready dict (keys are the public contract)."""
@@ -228,6 +242,7 @@ class PerformanceReport:
             warnings=list(data.get("warnings", [])),
             score_notes=[ScoreNote(**n) for n in data.get("score_notes", [])],
             score_mismatch=data.get("score_mismatch"),
+            min_confidence=float(data.get("min_confidence", DEFAULT_MIN_CONFIDENCE)),
         )
 
     @classmethod
@@ -240,9 +255,18 @@ class PerformanceReport:
         found = [(b.bar, i) for b in self.bars for i in b.issues]
         return sorted(found, key=lambda bi: bi[1].time_s)
 
+    def stated_issues(self) -> list[tuple[int, Issue]]:
+        """The issues to tell the player — those at or above `min_confidence` — as (bar, issue), in time
+        order. Everything that states issues (summary, HTML, feedback, annotated score, server) uses this."""
+        return [(bar, i) for bar, i in self.issues() if i.confidence >= self.min_confidence]
+
+    def problem_bars(self) -> list[int]:
+        """Bar numbers with a stated fault (what gets a bar comment and shading)."""
+        return [b.bar for b in self.bars if b.has_problems_at(self.min_confidence)]
+
     def bars_with(self, kind: IssueKind) -> list[int]:
-        """Bar numbers that carry at least one issue of `kind`."""
-        return [b.bar for b in self.bars if any(i.kind == kind for i in b.issues)]
+        """Bar numbers that carry at least one stated issue of `kind`."""
+        return sorted({bar for bar, i in self.stated_issues() if i.kind == kind})
 
     def to_prompt_text(self, max_issues: int = 12) -> str:
         """A compact text rendering for a language model prompt (grounding)."""
@@ -261,6 +285,6 @@ class PerformanceReport:
             else:
                 parts.append(f"coverage {100 * a.coverage:.0f}% wrong {a.wrong} missed {a.missed} extra {a.extra}")
         lines = ["; ".join(parts)]
-        for bar, issue in self.issues()[:max_issues]:
+        for bar, issue in self.stated_issues()[:max_issues]:
             lines.append(f"bar {bar}: {issue.kind}")
         return "\n".join(lines)

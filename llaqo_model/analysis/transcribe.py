@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import math
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import resources
 
@@ -19,6 +20,10 @@ from llaqo_model.analysis.report import Note, PedalInterval
 from llaqo_model.io import pick_device
 
 SUSTAIN_PEDAL = -64
+LOWEST_KEY = 21  # A0: column 0 of `OnsetEvidence.scores`
+KEYS = 88
+PEDAL_SYMBOLS = 2  # Transkun's first two output symbols are the sustain and soft pedals
+EVIDENCE_BLOCK = 64  # start frames per block in `onset_scores` (small enough to stay in cache)
 
 
 @dataclass
@@ -92,8 +97,86 @@ def _use_fast_cpu_paths(model: torch.nn.Module) -> None:
             module.register_forward_pre_hook(_contiguous_input)
 
 
+@dataclass
+class OnsetEvidence:
+    """How strongly the transcriber heard each key struck at each frame of the take.
+
+    `scores[f, k]` is the best score Transkun's semi-CRF gives any note of key `LOWEST_KEY + k` that starts at
+    frame `f` (the interval score its decoder compares with 0: a note is transcribed where it is positive).
+    A key struck softly below the decision threshold scores a little under 0; a key not struck scores far
+    below. Frame `f` is at `start_s + f * frame_s` seconds.
+    """
+
+    scores: np.ndarray
+    frame_s: float
+    start_s: float = 0.0
+
+    def at(self, pitch: int, time_s: float, reach_s: float) -> float:
+        """The strongest evidence of `pitch` being struck within `reach_s` of `time_s` (-inf outside the take)."""
+        k = pitch - LOWEST_KEY
+        if not 0 <= k < KEYS:
+            return float("-inf")
+        lo = max(int(np.floor((time_s - reach_s - self.start_s) / self.frame_s)), 0)
+        hi = min(int(np.ceil((time_s + reach_s - self.start_s) / self.frame_s)) + 1, len(self.scores))
+        return float(self.scores[lo:hi, k].max()) if hi > lo else float("-inf")
+
+
+def onset_scores(crf) -> np.ndarray:
+    """(frames, 88) best interval score per start frame and key, from one segment's semi-CRF
+    (`crf.score` is [end frame, start frame, symbol]; only end >= start are notes). Computed in blocks of
+    start frames, so that the half of the matrix that is no note is never read."""
+    score = crf.score[..., PEDAL_SYMBOLS : PEDAL_SYMBOLS + KEYS]
+    frames = score.shape[0]
+    best = torch.empty(frames, KEYS, dtype=torch.float32)
+    for lo in range(0, frames, EVIDENCE_BLOCK):
+        hi = min(lo + EVIDENCE_BLOCK, frames)
+        ends = torch.arange(lo, frames, device=score.device)[:, None]
+        starts = torch.arange(lo, hi, device=score.device)[None, :]
+        block = score[lo:, lo:hi].masked_fill((ends < starts)[..., None], float("-inf"))
+        best[lo:hi] = block.amax(dim=0).float().cpu()
+    return best.numpy()
+
+
+class EvidenceStitcher:
+    """Gathers the per-segment onset scores of one take into one `OnsetEvidence`: each frame is taken from
+    the segment in which it lies nearest the middle (Transkun hears least well at a segment's edges)."""
+
+    def __init__(self, frame_s: float) -> None:
+        self.frame_s = frame_s
+        self._segments: list[tuple[float, np.ndarray]] = []
+
+    def add(self, begin_s: float, scores: np.ndarray) -> None:
+        """One segment's scores; its frame 0 is at `begin_s` seconds of the take."""
+        self._segments.append((begin_s, scores))
+
+    def evidence(self, duration_s: float) -> OnsetEvidence:
+        """The stitched evidence from time 0 to `duration_s`."""
+        frames = int(np.ceil(duration_s / self.frame_s)) + 1
+        scores = np.full((frames, KEYS), -np.inf, dtype=np.float32)
+        distance = np.full(frames, np.inf)
+        grid = np.arange(frames) * self.frame_s
+        for begin_s, seg in self._segments:
+            local = np.round((grid - begin_s) / self.frame_s).astype(int)
+            inside = (local >= 0) & (local < len(seg))
+            middle = begin_s + len(seg) * self.frame_s / 2
+            nearer = inside & (np.abs(grid - middle) < distance)
+            scores[nearer] = seg[local[nearer]]
+            distance[nearer] = np.abs(grid - middle)[nearer]
+        return OnsetEvidence(scores=scores, frame_s=self.frame_s)
+
+
+@dataclass
+class Transcription:
+    """One transcription pass over a take: the notes, the pedal, and the evidence behind them."""
+
+    notes: list[Note]
+    pedal: list[PedalInterval]
+    evidence: OnsetEvidence
+
+
 class Transcriber:
-    """Loads Transkun once; `transcribe(samples)` returns notes and sustain-pedal intervals."""
+    """Loads Transkun once; `transcribe(samples)` returns notes and sustain-pedal intervals;
+    `transcribe_with_evidence(samples)` also keeps the per-key onset evidence of the same pass."""
 
     def __init__(self, config: TranscriberConfig | None = None) -> None:
         self.config = config or TranscriberConfig()
@@ -110,7 +193,27 @@ class Transcriber:
         _use_fast_cpu_paths(self.model)
         self.model.eval().to(self.device)
         self.sample_rate: int = int(self.model.fs)
+        self.frame_s: float = self.model.hopSize / self.model.fs
         self.precision = resolve_precision(self.config.precision, self.device)
+        self._sink: list[np.ndarray] | None = None
+        decode_segment = self.model.processFramesBatch
+
+        def keep_evidence(frames: torch.Tensor):  # every segment Transkun decodes passes through here
+            crf, ctx = decode_segment(frames)
+            if self._sink is not None:
+                self._sink.append(onset_scores(crf))
+            return crf, ctx
+
+        self.model.processFramesBatch = keep_evidence
+
+    @contextlib.contextmanager
+    def recording(self) -> Iterator[list[np.ndarray]]:
+        """Within this context, each segment Transkun decodes appends its `onset_scores` to the list given."""
+        self._sink = sink = []
+        try:
+            yield sink
+        finally:
+            self._sink = None
 
     def autocast(self) -> contextlib.AbstractContextManager:
         """The context the model runs in: bf16 autocast on CPU when `precision` is bf16, else nothing."""
@@ -118,16 +221,33 @@ class Transcriber:
             return torch.autocast("cpu", dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
-    @torch.inference_mode()
     def transcribe(self, samples: np.ndarray) -> tuple[list[Note], list[PedalInterval]]:
         """Transcribe mono float32 audio at `self.sample_rate`."""
+        result = self.transcribe_with_evidence(samples)
+        return result.notes, result.pedal
+
+    @torch.inference_mode()
+    def transcribe_with_evidence(self, samples: np.ndarray) -> Transcription:
+        """Transcribe mono float32 audio at `self.sample_rate`, keeping the onset evidence of the same pass."""
         x = torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32)).reshape(-1, 1).to(self.device)
-        with warnings.catch_warnings(), self.autocast():
+        with warnings.catch_warnings(), self.autocast(), self.recording() as segments:
             warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\.")
             events = self.model.transcribe(
                 x, stepInSecond=self.config.hop_s, segmentSizeInSecond=self.config.segment_s
             )
-        return split_events(events)
+        stitcher = EvidenceStitcher(self.frame_s)
+        for begin_s, scores in zip(self.segment_starts(len(samples)), segments, strict=True):
+            stitcher.add(begin_s, scores)
+        notes, pedal = split_events(events)
+        return Transcription(notes, pedal, stitcher.evidence(len(samples) / self.sample_rate))
+
+    def segment_starts(self, n_samples: int) -> list[float]:
+        """Where each segment of `model.transcribe` begins, in seconds of the take (its own arithmetic)."""
+        hop, fs = self.model.hopSize, self.sample_rate
+        pad_s = self.config.segment_s - self.config.hop_s
+        padded = n_samples + 2 * math.ceil(pad_s * fs)
+        step = math.ceil(self.config.hop_s * fs / hop) * hop
+        return [i / fs - pad_s for i in range(0, padded, step)]
 
 
 def split_events(events: list) -> tuple[list[Note], list[PedalInterval]]:

@@ -100,7 +100,7 @@ class Assessor:
             )
         free = [(i, None, FEEDBACK_QUESTION) for i in range(len(items))]
         for i, (_, _, report) in enumerate(items):
-            bars = [b.bar for b in report.bars if b.has_problems][:MAX_BAR_COMMENTS]
+            bars = report.problem_bars()[:MAX_BAR_COMMENTS]
             free += [(i, bar, bar_question(bar)) for bar in bars]
         answers = []
         for start in range(0, len(free), MAX_ROWS):
@@ -130,7 +130,7 @@ class Assessor:
                 )
             )
         for (i, bar, _), text in zip(free, answers, strict=True):
-            flagged = {b.bar for b in items[i][2].bars if b.has_problems}
+            flagged = set(items[i][2].problem_bars())
             kept = faithful_sentences(text, flagged if bar is None else {bar})
             results[i].withheld_comments += kept != text
             if bar is None:

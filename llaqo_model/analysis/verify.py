@@ -1,0 +1,73 @@
+"""Score-informed verification: every candidate wrong, missed or extra note checked against the audio.
+
+The alignment proposes candidates from the transcribed notes; the transcriber's own onset evidence
+(`OnsetEvidence`: how strongly each key was heard struck at each frame, from the same Transkun pass) then
+says how sure each one is. A written note the transcriber did not output but scored just under its
+decision threshold was most likely played softly, not left out; a wrong note is sure when the played key
+was heard clearly and the written one not at all; an extra note is sure when it was heard as a strike of
+its own, clearly and loud enough beside its neighbours.
+
+Each check gives features; a logistic model per kind turns them into a confidence (0–1). Its weights were
+fitted by `benchmarks/bench_analysis.py --fit` on the benchmark's tuning pieces (candidates labelled real
+when the analysis of the performance MIDI itself — what was actually played — reports the same issue).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from llaqo_model.analysis.report import Issue, IssueKind, Note
+from llaqo_model.analysis.transcribe import OnsetEvidence
+
+EXPECTED_REACH_S = 0.1  # where a written note may start around its time-map time (chords spread, rubato)
+OWN_REACH_S = 0.035  # a transcribed note's own onset: within about one and a half frames
+EVIDENCE_CLIP = 12.0  # scores beyond ±12 are all "certainly struck / certainly not": clip before weighting
+NEIGHBOUR_WINDOW_S = 1.0  # the notes an extra note is compared with for loudness
+# Logistic weights (bias, then one per feature of `features`), fitted by bench_analysis.py --fit.
+WEIGHTS: dict[IssueKind, tuple[float, ...]] = {
+    IssueKind.MISSED_NOTE: (-1.5, -0.6),
+    IssueKind.WRONG_NOTE: (0.5, -0.3, 0.3),
+    IssueKind.EXTRA_NOTE: (-1.0, 0.4, 2.0),
+}
+
+
+def _clip(score: float) -> float:
+    return float(np.clip(score, -EVIDENCE_CLIP, EVIDENCE_CLIP))
+
+
+def issue_features(issue: Issue, evidence: OnsetEvidence, notes: list[Note]) -> tuple[float, ...] | None:
+    """The audio evidence about one candidate note issue (None for other kinds):
+
+    * missed: the written key's onset evidence near its expected time;
+    * wrong: the written key's evidence there, and the played key's at its onset;
+    * extra: the played key's evidence at its onset, and log2 of its velocity over its neighbours' median.
+    """
+    if issue.kind == IssueKind.MISSED_NOTE and issue.expected_pitch is not None:
+        return (_clip(evidence.at(issue.expected_pitch, issue.time_s, EXPECTED_REACH_S)),)
+    if issue.kind == IssueKind.WRONG_NOTE and issue.pitch is not None and issue.expected_pitch is not None:
+        against = evidence.at(issue.expected_pitch, issue.time_s, EXPECTED_REACH_S)
+        return _clip(against), _clip(evidence.at(issue.pitch, issue.time_s, OWN_REACH_S))
+    if issue.kind == IssueKind.EXTRA_NOTE and issue.pitch is not None:
+        own = next((n for n in notes if n.pitch == issue.pitch and abs(n.onset - issue.time_s) < 1e-3), None)
+        nearby = [n.velocity for n in notes if abs(n.onset - issue.time_s) < NEIGHBOUR_WINDOW_S and n is not own]
+        velocity = own.velocity if own is not None else 1
+        loudness = math.log2(velocity / float(np.median(nearby))) if nearby else 0.0
+        return _clip(evidence.at(issue.pitch, issue.time_s, OWN_REACH_S)), float(np.clip(loudness, -3, 3))
+    return None
+
+
+def confidence(kind: IssueKind, features: tuple[float, ...]) -> float:
+    """The calibrated probability that a candidate of `kind` with these features is real."""
+    bias, *weights = WEIGHTS[kind]
+    z = bias + sum(w * x for w, x in zip(weights, features, strict=True))
+    return round(1.0 / (1.0 + math.exp(-z)), 3)
+
+
+def verify_issues(issues: list[Issue], evidence: OnsetEvidence, notes: list[Note]) -> None:
+    """Set the confidence of every wrong, missed and extra note in `issues` from the audio evidence."""
+    for issue in issues:
+        features = issue_features(issue, evidence, notes)
+        if features is not None:
+            issue.confidence = confidence(issue.kind, features)
