@@ -1,30 +1,42 @@
 """Analysis benchmark on real ASAP performances (needs ../shared/data/asap).
 
-For each sampled performance: cut an excerpt at annotated downbeats, render it with every SoundFont
-available, transcribe it, and analyse it against the matching bars of the score — once clean and once
-with a wrong, a missed and an extra note injected into known bars. Prints:
+For each sampled performance: cut an excerpt at annotated downbeats, inject mistakes like real ones into
+some bars — on any note, each with its role recorded (melody / inner / bass voice; soft / loud against its
+neighbours; in a chord or not): wrong notes one or two semitones or a third away, missed notes, extra keys
+struck at full strength beside a chord or brushed — render the clean and the faulty take with every piano
+sound available through a recording chain with room reverberation, transcribe each once (notes and onset
+evidence, cached under --cache), and analyse them against the matching bars of the score. Prints:
 
-* mistake localisation: recall of injected bars, falsely flagged bars per minute on clean takes (and
-  how many of those the performance MIDI itself does not show, i.e. what transcription adds);
-* transcription onset F1 (50 ms, mir_eval) per SoundFont;
-* real-time factor of transcription and of the whole analysis (40 s take), and peak memory of
-  `llaqo analyze` on a 5-minute take.
+* recall of mistaken bars at the default confidence, overall and per role, kind and variant;
+* falsely flagged bars per minute on the clean takes, split into those the performance MIDI itself shows
+  (edition and performer differences) and those the analysis adds;
+* calibration: of the note issues stated at confidence >= c, the share that are real (the analysis of the
+  take's own MIDI — what was played — finds the same wrong, missed or extra note), and precision;
+* all of it separately for held-out pieces, chosen by a hash of the piece's folder (fixed before any
+  tuning) and never looked at while tuning;
+* transcription onset F1 per sound; real-time factor of a 40 s take; peak memory of `llaqo analyze`.
 
-    python benchmarks/bench_analysis.py --pieces 12
+`--fit` refits the confidence model's weights (`verify.WEIGHTS`) on the tuning pieces and prints them.
+
+    python benchmarks/bench_analysis.py --pieces 10 --held-out 5
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
+import json
 import os
 import random
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import replace
+from collections import defaultdict
+from dataclasses import dataclass, replace
 from pathlib import Path
+from unittest import mock
 
 import mir_eval
 import numpy as np
@@ -32,17 +44,40 @@ import pretty_midi
 import soundfile as sf
 import torch
 
+from llaqo_model.analysis import metrics
+from llaqo_model.analysis.align import align_to_score
 from llaqo_model.analysis.pipeline import report_from_notes
-from llaqo_model.analysis.report import Note, PedalInterval
+from llaqo_model.analysis.report import (
+    DEFAULT_MIN_CONFIDENCE,
+    NOTE_ERROR_KINDS,
+    IssueKind,
+    Note,
+    PedalInterval,
+    PerformanceReport,
+)
 from llaqo_model.analysis.score import Score, load_score
-from llaqo_model.analysis.transcribe import Transcriber, TranscriberConfig
+from llaqo_model.analysis.transcribe import OnsetEvidence, Transcriber, TranscriberConfig, Transcription
+from llaqo_model.analysis.verify import WEIGHTS, issue_features
 from llaqo_model.io import read_performance_midi
+from llaqo_training.augment import apply_chain, draw_chain
 from llaqo_training.render import available_soundfonts, render_notes
 
 REPO = Path(__file__).resolve().parents[1]
-NOTE_ERRORS = {"wrong_note", "missed_note", "extra_note"}
-NOTE_TROUBLE = NOTE_ERRORS | {"unclear", "restart"}  # what a clean take must not be told
+NOTE_TROUBLE = NOTE_ERROR_KINDS | {IssueKind.UNCLEAR, IssueKind.RESTART}  # what a clean take must not be told
 LEAD_S = 0.08
+RATE = 44100
+HELD_OUT_SHARE = 4  # one piece in four (by a hash of its folder) is held out from tuning
+MISTAKES_PER_TAKE = 4
+CHORD_S = 0.05  # notes struck within 50 ms are one chord (as metrics.CHORD_WINDOW_S)
+SAME_ISSUE_S = 0.25  # an audio issue and a MIDI issue this close in time (same kind and keys) are the same
+BRUSH_VELOCITY = 0.45  # a brushed key: under half its neighbour's velocity…
+BRUSH_S = 0.08  # …and short
+CALIBRATION_LEVELS = (0.1, 0.3, 0.5, 0.7, 0.9)
+
+
+def held_out(folder: str) -> bool:
+    """Whether a piece belongs to the held-out set (fixed by a hash of its folder, decided before tuning)."""
+    return hashlib.sha1(folder.encode()).digest()[0] % HELD_OUT_SHARE == 0
 
 
 def downbeats(annotation_path: Path) -> tuple[list[float], bool]:
@@ -71,28 +106,75 @@ def excerpt(notes: list[Note], pedal: list[PedalInterval], t0: float, t1: float)
     return cut, ped
 
 
-def inject(notes: list[Note], bar_windows: list[tuple[int, float, float]], rng: random.Random) -> list[Note]:
-    """A wrong, a missed and an extra note, one per given bar (window in excerpt seconds)."""
+@dataclass
+class Mistake:
+    """One injected mistake: kind, variant, bar, where and which keys, and the role of the note."""
+
+    kind: str  # wrong | missed | extra
+    variant: str  # semitone | tone | third | (missed) plain | (extra) full | brushed
+    bar: int
+    time_s: float
+    pitch: int  # the key played (wrong, extra) or left out (missed)
+    voice: str  # melody | inner | bass
+    level: str  # soft | loud (against its neighbours' median velocity)
+    chord: bool  # struck together with other notes
+
+
+def role(notes: list[Note], i: int, pitch: int | None = None) -> tuple[str, str, bool]:
+    """Voice (highest / lowest / between the notes sounding then), loudness against the neighbours, chord."""
+    n = notes[i]
+    pitch = n.pitch if pitch is None else pitch
+    together = [m for j, m in enumerate(notes) if j != i and abs(m.onset - n.onset) <= CHORD_S]
+    sounding = [m.pitch for j, m in enumerate(notes) if j != i and m.onset - CHORD_S <= n.onset < m.offset]
+    voice = "melody" if all(pitch > q for q in sounding) else "bass" if all(pitch < q for q in sounding) else "inner"
+    around = [m.velocity for j, m in enumerate(notes) if j != i and abs(m.onset - n.onset) < 1.0]
+    level = "soft" if around and n.velocity < np.median(around) else "loud"
+    return voice, level, bool(together)
+
+
+def inject(
+    notes: list[Note], windows: list[tuple[int, float, float]], rng: random.Random
+) -> tuple[list[Note], list[Mistake]]:
+    """One mistake in each of `windows` (bar, start s, end s): kind and variant drawn, on any note."""
     notes = list(notes)
-    for kind, (_, a, b) in zip(("wrong", "missed", "extra"), bar_windows, strict=True):
-        inside = [i for i, n in enumerate(notes) if a + 0.05 <= n.onset < b - 0.1]
+    mistakes: list[Mistake] = []
+    for bar, a, b in windows:
+        inside = [i for i, n in enumerate(notes) if a + 0.05 <= n.onset < b - 0.1 and n.velocity >= 10]
+        if not inside:
+            continue
         i = rng.choice(inside)
+        n = notes[i]
+        sounding = {m.pitch for m in notes if abs(m.onset - n.onset) < 0.5 or m.onset <= n.onset < m.offset}
+        kind = rng.choice(["wrong", "missed", "extra", "extra"])
         if kind == "wrong":
-            sounding = {n.pitch for n in notes if abs(n.onset - notes[i].onset) < 0.5}
-            step = next(s for s in (1, -1, 2, -2, 3, -3) if notes[i].pitch + s not in sounding)
-            notes[i] = replace(notes[i], pitch=notes[i].pitch + step)
+            variant = rng.choice(["semitone", "tone", "third"])
+            steps = {"semitone": (1,), "tone": (2,), "third": (3, 4)}[variant]
+            options = [n.pitch + d * s for s in steps for d in (1, -1) if n.pitch + d * s not in sounding]
+            if not options:
+                continue
+            pitch = rng.choice(options)
+            voice, level, chord = role(notes, i, pitch)
+            notes[i] = replace(n, pitch=pitch)
+            mistakes.append(Mistake(kind, variant, bar, n.onset, pitch, voice, level, chord))
         elif kind == "missed":
+            voice, level, chord = role(notes, i)
             notes.pop(i)
+            mistakes.append(Mistake(kind, "plain", bar, n.onset, n.pitch, voice, level, chord))
         else:
-            t = (a + b) / 2
-            near = {n.pitch for n in notes if abs(n.onset - t) < 1.0}
-            pitch = next(
-                p
-                for p in range(int(np.median([n.pitch for n in notes[inside[0] : inside[-1] + 1]])) + 5, 100)
-                if p not in near
-            )
-            notes.append(Note(t, t + 0.25, pitch, int(np.median([n.velocity for n in notes]))))
-    return sorted(notes, key=lambda n: n.onset)
+            variant = rng.choice(["full", "brushed"])
+            options = [n.pitch + d for d in (-2, -1, 1, 2) if n.pitch + d not in sounding]
+            if not options:
+                continue
+            pitch = rng.choice(options)
+            together = [m.velocity for m in notes if abs(m.onset - n.onset) <= CHORD_S]
+            if variant == "full":
+                extra = Note(n.onset + 0.005, n.offset, pitch, max(together))
+            else:
+                extra = Note(n.onset + 0.01, n.onset + 0.01 + BRUSH_S, pitch, max(int(BRUSH_VELOCITY * n.velocity), 8))
+            notes.append(extra)
+            voice, level, chord = role(notes, len(notes) - 1)
+            mistakes.append(Mistake(kind, variant, bar, extra.onset, pitch, voice, level, chord))
+    return sorted(notes, key=lambda m: (m.onset, m.pitch)), mistakes
 
 
 def onset_f1(reference: list[Note], estimate: list[Note]) -> float:
@@ -109,13 +191,13 @@ def onset_f1(reference: list[Note], estimate: list[Note]) -> float:
     ]
 
 
-def flagged_bars(report, kinds: set[str] = NOTE_ERRORS) -> set[int]:
-    """Bars with an issue of one of `kinds`."""
-    return {bar for bar, issue in report.issues() if issue.kind in kinds}
+def flagged_bars(report: PerformanceReport, kinds: frozenset[IssueKind] | set[IssueKind]) -> set[int]:
+    """Bars with a stated issue of one of `kinds`."""
+    return {bar for bar, issue in report.stated_issues() if issue.kind in kinds}
 
 
-def sample_pieces(asap: Path, count: int, seed: int) -> list[dict]:
-    """One performance per piece that has a MusicXML score, sampled reproducibly."""
+def sample_pieces(asap: Path, seed: int) -> list[dict]:
+    """One performance per piece that has a MusicXML score, in a reproducible random order."""
     with (asap / "metadata.csv").open() as f:
         rows = [r for r in csv.DictReader(f) if r["xml_score"]]
     by_piece: dict[str, dict] = {}
@@ -123,7 +205,7 @@ def sample_pieces(asap: Path, count: int, seed: int) -> list[dict]:
         by_piece.setdefault(r["folder"], r)
     pieces = sorted(by_piece.values(), key=lambda r: r["folder"])
     random.Random(seed).shuffle(pieces)
-    return pieces[: count * 3]
+    return pieces
 
 
 def prepare(asap: Path, row: dict, length_s: float) -> tuple[Score, list[Note], list, list[tuple[int, float, float]]]:
@@ -145,122 +227,324 @@ def prepare(asap: Path, row: dict, length_s: float) -> tuple[Score, list[Note], 
     return passage, cut, ped, windows
 
 
+@dataclass
+class Take:
+    """One rendered take: what was played, what the transcriber heard, and the mistakes injected."""
+
+    piece: str
+    font: str
+    label: str  # clean | faulty
+    held_out: bool
+    score: Score
+    played: list[Note]
+    pedal: list[PedalInterval]
+    heard: Transcription
+    seconds: float
+    transcribe_s: float
+    mistakes: list[Mistake]
+
+
+def render(notes: list[Note], pedal: list[PedalInterval], font: Path, rng: np.random.Generator) -> np.ndarray:
+    """The take played by `font` and recorded through a drawn chain, always in a reverberant room."""
+    chain = draw_chain(rng)
+    if chain["rt60_s"] == 0:
+        chain.update(room="room", rt60_s=0.4, wet=0.25)
+    return apply_chain(render_notes(notes, pedal, soundfont=font), RATE, chain, rng)
+
+
+def transcribed(
+    cache: Path, key: str, notes: list[Note], pedal: list[PedalInterval], font: Path, transcriber: Transcriber
+) -> tuple[Transcription, float, float]:
+    """(transcription, audio seconds, transcription seconds), from `cache` when this take was done before."""
+    path = cache / f"{key}.npz"
+    if path.is_file():
+        z = np.load(path)
+        heard = Transcription(
+            [Note(*map(float, row[:2]), int(row[2]), int(row[3])) for row in z["notes"]],
+            [PedalInterval(float(a), float(b)) for a, b in z["pedal"]],
+            OnsetEvidence(z["evidence"].astype(np.float32), float(z["frame_s"])),
+        )
+        return heard, float(z["seconds"]), float(z["transcribe_s"])
+    seed = int.from_bytes(hashlib.sha1(key.encode()).digest()[:4], "little")
+    audio = render(notes, pedal, font, np.random.default_rng(seed))
+    t = time.perf_counter()
+    heard = transcriber.transcribe_with_evidence(audio)
+    spent = time.perf_counter() - t
+    np.savez_compressed(
+        path,
+        notes=np.array([[n.onset, n.offset, n.pitch, n.velocity] for n in heard.notes]).reshape(-1, 4),
+        pedal=np.array([[p.onset, p.offset] for p in heard.pedal]).reshape(-1, 2),
+        evidence=heard.evidence.scores.astype(np.float16),
+        frame_s=heard.evidence.frame_s,
+        seconds=len(audio) / RATE,
+        transcribe_s=spent,
+    )
+    return heard, len(audio) / RATE, spent
+
+
+def analyse(take: Take) -> PerformanceReport:
+    """The report of the take as `llaqo analyze` makes it (audio evidence, default confidence)."""
+    return report_from_notes(
+        take.heard.notes, take.heard.pedal, take.seconds, take.label, take.score, take.heard.evidence
+    )
+
+
+def truth(score: Score, played: list[Note]) -> list[tuple[IssueKind, int, int | None, float]]:
+    """What was really played wrong, left out or added: (kind, key, written key, time) from aligning the
+    performance MIDI itself."""
+    al = align_to_score(score, played)
+    na = score.note_array
+    found = [(IssueKind.WRONG_NOTE, played[p].pitch, int(na["pitch"][s]), played[p].onset) for s, p in al.wrong]
+    found += [(IssueKind.EXTRA_NOTE, played[p].pitch, None, played[p].onset) for p in al.extra]
+    if al.time_map is not None:
+        found += [
+            (IssueKind.MISSED_NOTE, int(na["pitch"][s]), int(na["pitch"][s]), float(al.time_map(na["onset_beat"][s])))
+            for s in al.missed
+        ]
+    return found
+
+
+def is_real(issue, facts: list[tuple[IssueKind, int, int | None, float]]) -> bool:
+    """Whether the analysis of what was played finds the same fact (a wrong note may show there as a missed
+    written key plus an extra played one, and the other way round)."""
+    near = [(k, key, written) for k, key, written, t in facts if abs(t - issue.time_s) <= SAME_ISSUE_S]
+    missed = {written for k, _, written in near if k in (IssueKind.MISSED_NOTE, IssueKind.WRONG_NOTE)}
+    added = {key for k, key, _ in near if k in (IssueKind.EXTRA_NOTE, IssueKind.WRONG_NOTE)}
+    if issue.kind == IssueKind.MISSED_NOTE:
+        return issue.expected_pitch in missed
+    if issue.kind == IssueKind.EXTRA_NOTE:
+        return issue.pitch in added
+    return issue.pitch in added and issue.expected_pitch in missed
+
+
+def candidates(take: Take) -> list[tuple[IssueKind, tuple[float, ...], float, bool]]:
+    """Every wrong, missed and extra note the analysis proposes (none hidden under `unclear`):
+    (kind, features, confidence, real)."""
+    with mock.patch.object(metrics, "UNCLEAR_MIN_ERRORS", 10**9):
+        report = analyse(take)
+    facts = truth(take.score, take.played)
+    return [
+        (i.kind, issue_features(i, take.heard.evidence, take.heard.notes), i.confidence, is_real(i, facts))
+        for _, i in report.issues()
+        if i.kind in NOTE_ERROR_KINDS
+    ]
+
+
+def logistic(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Bias and weights of a logistic regression of `y` on `x` (L-BFGS, a little L2 on the weights)."""
+    w = torch.zeros(x.shape[1] + 1, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([w], max_iter=200)
+
+    def loss() -> torch.Tensor:
+        opt.zero_grad()
+        value = torch.nn.functional.binary_cross_entropy_with_logits(w[0] + x @ w[1:], y) + 1e-3 * (w[1:] ** 2).sum()
+        value.backward()
+        return value
+
+    opt.step(loss)
+    return w
+
+
+def fit(rows: list[tuple[IssueKind, tuple[float, ...], float, bool]]) -> dict[IssueKind, tuple[float, ...]]:
+    """Logistic regression per kind (torch L-BFGS, a little L2), the weights `verify.WEIGHTS` holds."""
+    weights = {}
+    for kind in WEIGHTS:
+        x = torch.tensor([f for k, f, _, _ in rows if k == kind], dtype=torch.float64)
+        y = torch.tensor([float(r) for k, _, _, r in rows if k == kind], dtype=torch.float64)
+        if len(y) < 5 or y.min() == y.max():
+            print(f"fit {kind}: too few or one-sided examples ({len(y)}); kept")
+            weights[kind] = WEIGHTS[kind]
+            continue
+        w = logistic(x, y)
+        weights[kind] = tuple(round(float(v), 3) for v in w.detach())
+        print(f"fit {kind}: {len(y)} candidates, {int(y.sum())} real → weights {weights[kind]}")
+    return weights
+
+
+def calibration(rows: list[tuple[IssueKind, tuple[float, ...], float, bool]], name: str) -> None:
+    """Of the note issues at confidence >= c, the share that are real; and per confidence bin."""
+    conf = np.array([c for _, _, c, _ in rows])
+    real = np.array([r for _, _, _, r in rows])
+    print(f"calibration ({name}, {len(rows)} candidate note issues, {int(real.sum())} real):")
+    for c in CALIBRATION_LEVELS:
+        at = conf >= c
+        share = f"{real[at].mean():.3f}" if at.any() else "–"
+        print(f"  confidence >= {c:.1f}: {int(at.sum()):4d} stated, real {share}")
+    bins = []
+    for a in np.linspace(0, 0.8, 5):
+        inside = (conf >= a) & (conf < a + 0.2 + 1e-9 * (a >= 0.8))
+        if inside.any():
+            bins.append(f"[{a:.1f},{a + 0.2:.1f}) {real[inside].mean():.2f} (n={int(inside.sum())})")
+    print("  per bin, share real: " + ", ".join(bins))
+    for kind in sorted({k for k, _, _, _ in rows}):
+        sel = [r for k, _, c, r in rows if k == kind and c >= DEFAULT_MIN_CONFIDENCE]
+        print(f"  {kind}: stated {len(sel)}, real {np.mean(sel) if sel else float('nan'):.3f}")
+
+
+def localisation(takes: list[Take], name: str) -> None:
+    """Recall of mistaken bars per role, and false flags per minute on the clean takes."""
+    hits: dict[str, list[bool]] = defaultdict(list)
+    false_bars = added = 0
+    minutes = 0.0
+    for take in takes:
+        report = analyse(take)
+        if take.label == "faulty":
+            flagged = flagged_bars(report, NOTE_ERROR_KINDS)
+            for m in take.mistakes:
+                hit = m.bar in flagged
+                for group in (
+                    "all",
+                    m.kind,
+                    f"{m.kind}/{m.variant}",
+                    m.voice,
+                    m.level,
+                    "chord" if m.chord else "single",
+                ):
+                    hits[group].append(hit)
+        else:
+            flagged = flagged_bars(report, NOTE_TROUBLE)
+            own = flagged_bars(
+                report_from_notes(take.played, take.pedal, take.seconds, "midi", take.score), NOTE_TROUBLE
+            )
+            false_bars += len(flagged)
+            added += len(flagged - own)
+            minutes += take.seconds / 60
+    print(f"== {name}: mistake localisation at confidence >= {DEFAULT_MIN_CONFIDENCE} ==")
+    print("recall of mistaken bars: " + ", ".join(f"{g} {np.mean(h):.3f} ({sum(h)}/{len(h)})" for g, h in hits.items()))
+    print(
+        f"false flags on clean takes: {false_bars} bars in {minutes:.1f} min = "
+        f"{false_bars / max(minutes, 1e-9):.2f}/min; "
+        f"shown by the performance MIDI itself {(false_bars - added) / max(minutes, 1e-9):.2f}/min, "
+        f"added by the analysis {added / max(minutes, 1e-9):.2f}/min"
+    )
+
+
+def gather(args: argparse.Namespace, transcriber: Transcriber) -> list[Take]:
+    """Prepare, inject, render and transcribe (or read from the cache) the takes of the sampled pieces."""
+    fonts = available_soundfonts()[: args.fonts]
+    args.cache.mkdir(parents=True, exist_ok=True)
+    takes: list[Take] = []
+    wanted = {False: args.pieces, True: args.held_out}
+    used = 0
+    for row in sample_pieces(args.asap, args.seed):
+        hold = held_out(row["folder"])
+        if wanted[hold] <= 0:
+            if not any(wanted.values()):
+                break
+            continue
+        try:
+            score, notes, pedal, windows = prepare(args.asap, row, args.length)
+            if len(windows) < MISTAKES_PER_TAKE + 2:
+                raise ValueError("too few bars")
+        except Exception as exc:  # noqa: BLE001 - an unusable piece is skipped with its reason
+            print(f"skip {row['folder']}: {exc}")
+            continue
+        wanted[hold] -= 1
+        per_piece = args.fonts_per_piece or len(fonts)
+        chosen_fonts = [fonts[(used + k) % len(fonts)] for k in range(min(per_piece, len(fonts)))]
+        used += per_piece
+        for font in chosen_fonts:
+            rng = random.Random(f"{args.seed}/{row['folder']}/{font.name}")
+            faulty, mistakes = inject(notes, rng.sample(windows[1:-1], MISTAKES_PER_TAKE), rng)
+            for label, played, injected in (("clean", notes, []), ("faulty", faulty, mistakes)):
+                key = f"{row['folder'].replace('/', '_')}-{font.stem}-{label}-{args.seed}-{args.length:g}"
+                heard, seconds, spent = transcribed(args.cache, key, played, pedal, font, transcriber)
+                take = Take(
+                    row["folder"], font.stem, label, hold, score, played, pedal, heard, seconds, spent, injected
+                )
+                takes.append(take)
+                print(
+                    f"{'held-out' if hold else 'tuning':8s} {row['folder']:36s} {font.stem:18s} {label:6s} "
+                    f"F1={onset_f1(played, heard.notes):.3f} rtf={spent / seconds:.2f} "
+                    f"mistakes={[(m.bar, m.kind, m.variant, m.voice) for m in injected]}",
+                    flush=True,
+                )
+    return takes
+
+
 def main() -> int:
     """Run the benchmark and print the figures."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--asap", type=Path, default=REPO.parent / "shared" / "data" / "asap")
-    parser.add_argument("--pieces", type=int, default=12)
-    parser.add_argument("--length", type=float, default=30.0, help="excerpt length in seconds")
+    parser.add_argument("--pieces", type=int, default=10, help="tuning pieces")
+    parser.add_argument("--held-out", type=int, default=5, help="held-out pieces (never used to tune)")
+    parser.add_argument("--length", type=float, default=25.0, help="excerpt length in seconds")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--hop", type=float, default=TranscriberConfig.hop_s, help="Transkun segment hop (s)")
     parser.add_argument("--fonts", type=int, default=None, help="use only the first N SoundFonts")
+    parser.add_argument(
+        "--fonts-per-piece", type=int, default=None, help="render each piece with N of the sounds, in turn"
+    )
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"], help="Transkun precision")
-    parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument("--cache", type=Path, default=REPO / "runs" / "bench_analysis", help="transcriptions")
+    parser.add_argument("--fit", action="store_true", help="refit verify.WEIGHTS on the tuning pieces")
+    parser.add_argument("--skip-speed", action="store_true", help="skip the 40 s take and the 5-minute take")
+    parser.add_argument("--skip-memory", action="store_true", help="skip the 5-minute take")
+    parser.add_argument("--dump", type=Path, help="write every candidate note issue as JSON lines")
     args = parser.parse_args()
     if not (args.asap / "metadata.csv").is_file():
         print(f"ASAP not found at {args.asap}; nothing to measure", file=sys.stderr)
         return 1
-    transcriber = Transcriber(TranscriberConfig(hop_s=args.hop, precision=args.precision))
-    fonts = available_soundfonts()[: args.fonts]
-    rng = random.Random(args.seed)
-    print(
-        f"threads={torch.get_num_threads()} hop={args.hop}s precision={transcriber.precision} "
-        f"soundfonts={[f.name for f in fonts]}"
-    )
-    recall_hits = recall_total = 0
-    false_bars, added_bars, clean_minutes = 0, 0, 0.0
-    f1: dict[str, list[float]] = {f.name: [] for f in fonts}
-    false_by_font: dict[str, list[float]] = {f.name: [0, 0.0] for f in fonts}  # flagged bars, minutes
-    rtf_tr, rtf_all = [], []
-    done = 0
-    for row in sample_pieces(args.asap, args.pieces, args.seed):
-        if done >= args.pieces:
-            break
-        try:
-            score, notes, pedal, windows = prepare(args.asap, row, args.length)
-            chosen = rng.sample(windows[1:-1], 3)
-            faulty = inject(notes, chosen, rng)
-        except Exception as exc:
-            print(f"skip {row['folder']}: {exc}")
+    transcriber = Transcriber(TranscriberConfig(precision=args.precision))
+    print(f"threads={torch.get_num_threads()} precision={transcriber.precision}")
+    takes = gather(args, transcriber)
+    rows = {hold: [r for t in takes if t.held_out == hold for r in candidates(t)] for hold in (False, True)}
+    if args.dump:
+        with args.dump.open("w") as f:
+            for hold, found in rows.items():
+                for kind, features, conf, real in found:
+                    f.write(
+                        json.dumps(
+                            {"held_out": hold, "kind": kind, "features": features, "confidence": conf, "real": real}
+                        )
+                        + "\n"
+                    )
+    if args.fit:
+        print("== refit on the tuning pieces ==")
+        print(f"WEIGHTS = {json.dumps({str(k): v for k, v in fit(rows[False]).items()})}")
+    for hold, name in ((False, "tuning pieces"), (True, "held-out pieces")):
+        chosen = [t for t in takes if t.held_out == hold]
+        if not chosen:
             continue
-        # What the pianist's own MIDI shows against the score: real slips and edition differences.
-        own = flagged_bars(report_from_notes(notes, pedal, notes[-1].offset + 0.5, "midi", score), NOTE_TROUBLE)
-        for font in fonts:
-            for label, take in (("clean", notes), ("faulty", faulty)):
-                audio = render_notes(take, pedal, soundfont=font)
-                t = time.perf_counter()
-                est, est_pedal = transcriber.transcribe(audio)
-                t_tr = time.perf_counter() - t
-                report = report_from_notes(est, est_pedal, len(audio) / 44100, label, score)
-                t_all = time.perf_counter() - t
-                rtf_tr.append(t_tr / (len(audio) / 44100))
-                rtf_all.append(t_all / (len(audio) / 44100))
-                flagged = flagged_bars(report, NOTE_TROUBLE if label == "clean" else NOTE_ERRORS)
-                if label == "clean":
-                    f1[font.name].append(onset_f1(take, est))
-                    false_bars += len(flagged)
-                    false_by_font[font.name][0] += len(flagged)
-                    false_by_font[font.name][1] += (len(audio) / 44100) / 60
-                    added_bars += len(flagged - own)
-                    clean_minutes += (len(audio) / 44100) / 60
-                else:
-                    hits = sum(b in flagged for b, _, _ in chosen)
-                    recall_hits += hits
-                    recall_total += len(chosen)
-                print(
-                    f"{row['folder']:40s} {font.name:14s} {label:6s} F1={onset_f1(take, est):.3f} "
-                    f"flagged={sorted(flagged)} in-midi={sorted(own)} "
-                    f"injected={[b for b, _, _ in chosen] if label == 'faulty' else []} "
-                    f"rtf={rtf_all[-1]:.2f}",
-                    flush=True,
-                )
-        done += 1
-    print("\n== mistake localisation ==")
-    print(
-        f"pieces: {done}, recall of injected bars: {recall_hits}/{recall_total} = "
-        f"{recall_hits / max(recall_total, 1):.3f}"
-    )
-    print(
-        f"falsely flagged bars on clean takes: {false_bars} in {clean_minutes:.1f} min = "
-        f"{false_bars / max(clean_minutes, 1e-9):.2f} per minute"
-    )
-    print(
-        f"  of which not flagged on the performance MIDI itself (added by transcription): {added_bars} = "
-        f"{added_bars / max(clean_minutes, 1e-9):.2f} per minute"
-    )
-    print(
-        "  per sound: "
-        + ", ".join(f"{name} {bars / max(minutes, 1e-9):.2f}/min" for name, (bars, minutes) in false_by_font.items())
-    )
-    print("== transcription onset F1 (50 ms) ==")
-    for name, values in f1.items():
-        print(f"{name}: {np.mean(values):.3f} over {len(values)} excerpts")
-    print("== speed ==")
-    print(
-        f"real-time factor: transcription {np.mean(rtf_tr):.2f}, whole analysis {np.mean(rtf_all):.2f} "
-        f"(excerpts of ~{args.length:.0f} s)"
-    )
-    if not args.skip_memory:
-        memory_and_40s(args.asap, transcriber)
+        localisation(chosen, name)
+        calibration(rows[hold], name)
+        print(
+            "transcription onset F1 (50 ms): "
+            + ", ".join(
+                f"{font} {np.mean([onset_f1(t.played, t.heard.notes) for t in chosen if t.font == font]):.3f}"
+                for font in sorted({t.font for t in chosen})
+            )
+        )
+    fresh = [t.transcribe_s / t.seconds for t in takes]
+    print(f"transcription RTF over the takes (cached ones as first measured): {np.mean(fresh):.2f}")
+    if not args.skip_speed:
+        memory_and_40s(args.asap, transcriber, args.skip_memory)
     return 0
 
 
-def memory_and_40s(asap: Path, transcriber: Transcriber) -> None:
-    """RTF on a 40 s take and peak RSS of `llaqo analyze` on a 5-minute take (separate process)."""
-    row = next(r for r in sample_pieces(asap, 50, 1) if r["folder"].startswith("Chopin"))
+def memory_and_40s(asap: Path, transcriber: Transcriber, skip_memory: bool) -> None:
+    """RTF of the whole analysis (transcription with evidence, alignment, verification) of a 40 s take
+    against its score, and peak RSS of `llaqo analyze` on a 5-minute take (separate process)."""
+    for row in sample_pieces(asap, 1):
+        if row["folder"].startswith("Chopin"):
+            try:
+                score, forty, ped40, _ = prepare(asap, row, 40.0)
+                break
+            except ValueError:
+                continue
     notes, pedal = read_performance_midi(asap / row["midi_performance"])
     with tempfile.TemporaryDirectory() as tmp:
-        forty, ped40 = excerpt(notes, pedal, notes[0].onset, notes[0].onset + 40)
-        audio = render_notes(forty, ped40)[: 40 * 44100]
+        audio = render_notes(forty, ped40)[: 40 * RATE]
         t = time.perf_counter()
-        est, est_pedal = transcriber.transcribe(audio)
+        heard = transcriber.transcribe_with_evidence(audio)
         t_tr = time.perf_counter() - t
-        report_from_notes(est, est_pedal, 40.0, "forty", None)
+        report_from_notes(heard.notes, heard.pedal, 40.0, "forty", score, heard.evidence)
         t_all = time.perf_counter() - t
         print(
-            f"40 s take: transcription {t_tr:.1f} s (RTF {t_tr / 40:.2f}), whole analysis {t_all:.1f} s "
-            f"(RTF {t_all / 40:.2f})"
+            f"40 s take ({row['folder']}): transcription with evidence {t_tr:.1f} s (RTF {t_tr / 40:.2f}), "
+            f"whole analysis against the score {t_all:.1f} s (RTF {t_all / 40:.2f})"
         )
+        if skip_memory:
+            return
         five, ped5 = excerpt(notes, pedal, notes[0].onset, notes[0].onset + 300)
         while five[-1].offset < 300:  # a shorter performance is played again until five minutes are filled
             shift = five[-1].offset + 1.0

@@ -19,18 +19,30 @@ import parangonar as pa
 from llaqo_model.analysis.report import AlignmentSummary, Note, ScoreNote
 from llaqo_model.analysis.score import Score
 
-MIN_COVERAGE = 0.5
-WRONG_NOTE_WINDOW_S = 0.12
-WRONG_NOTE_MAX_INTERVAL = 7
-ORNAMENT_WINDOW_S = 1.2
-RESTART_MIN_NOTES = 3
-RESTART_GAP_S = 1.0
-RESTART_WINDOW_S = 15.0
-RESTART_SUPPORT = 0.6
-RESTART_MIN_SHIFT_S = 0.3
-RESTART_PAUSE_S = 0.4
+MIN_COVERAGE = 0.5  # under half the score's notes (or half the take's) matched: another piece, or no piece
+MIN_SCORE_FRACTION = 0.2  # a take that plays under a fifth of the given score is not a take of that passage
+WRONG_NOTE_WINDOW_S = 0.12  # a missed and an extra note this close to the expected time are one wrong note
+WRONG_NOTE_MAX_INTERVAL = 7  # …and at most a fifth apart (a slip or a misread, not another voice)
+ORNAMENT_WINDOW_S = 1.2  # extra notes this close to a written ornament or grace note may realise it
+ORNAMENT_MAX_INTERVAL = 3  # …and this close in pitch (a turn spans a third around its note)
+DEFAULT_BEAT_S = 0.5  # time map with fewer than two points: assume 120 beats per minute
+RESTART_MIN_NOTES = 3  # fewer abandoned notes are slips, not an attempt
+RESTART_GAP_S = 1.0  # extra notes further apart than this belong to different runs
+RESTART_WINDOW_S = 15.0  # a restart goes back at most this far
+RESTART_SUPPORT = 0.6  # share of a run's notes the take must repeat at one shift to be a restart
+RESTART_MIN_SHIFT_S = 0.3  # the repeat comes after the attempt, never inside it
+RESTART_PAUSE_S = 0.4  # the shortest break in playing that means the player stopped
+RESTART_PAUSE_FACTOR = 2.5  # …and several times the take's usual onset gap (a fast run never breaks off)
+RESTART_SHIFT_STEP_S = 0.1  # candidate time shifts between two attempts, on a grid this fine
+RESTART_TOLERANCE_S = 0.15  # a repeated note may be off the shift by this much at the run's start…
+RESTART_TOLERANCE_GROWTH = 0.15  # …growing by this much per second into the run (tempo differs)
+RESUME_TOLERANCE_S = 0.05  # the resumed attempt's first matched note may start this much before its first note
 TRILL_GAP_S = (0.03, 0.16)  # onset gaps between the notes of a trill
-TRILL_MIN_NOTES = 3
+TRILL_MIN_NOTES = 3  # a trill or mordent alternates at least three notes
+TRILL_MAX_INTERVAL = 2  # a trill alternates with a key at most a tone away
+TRILL_REACH_S = 1.5  # the notes around an extra note gathered to look for a trill
+MIN_DURATION_S = 1e-3  # parangonar needs positive durations; a 0-length transcribed note gets 1 ms
+MIN_TIME_STEP_S = 1e-3  # consecutive time-map points must be at least this far apart to stay monotone
 
 _PERF_DTYPE = [
     ("onset_sec", "f4"),
@@ -51,7 +63,7 @@ def performance_note_array(notes: list[Note]) -> np.ndarray:
     """Performed notes as a partitura-style performance note array (ids 'p0', 'p1', …)."""
     na = np.zeros(len(notes), dtype=_PERF_DTYPE)
     for i, n in enumerate(notes):
-        dur = max(n.offset - n.onset, 1e-3)
+        dur = max(n.offset - n.onset, MIN_DURATION_S)
         na[i] = (n.onset, dur, int(n.onset * 1000), int(dur * 1000), n.pitch, n.velocity, 0, 0, f"p{i}")
     return na
 
@@ -67,8 +79,8 @@ class TimeMap:
         """Performance time of score beat(s); linear extrapolation beyond the ends."""
         beat = np.asarray(beat, dtype=float)
         if len(self.beats) < 2:
-            offset = self.seconds[0] - self.beats[0] * 0.5 if len(self.beats) else 0.0
-            return offset + beat * 0.5
+            offset = self.seconds[0] - self.beats[0] * DEFAULT_BEAT_S if len(self.beats) else 0.0
+            return offset + beat * DEFAULT_BEAT_S
         t = np.interp(beat, self.beats, self.seconds)
         lo_slope = (self.seconds[1] - self.seconds[0]) / (self.beats[1] - self.beats[0])
         hi_slope = (self.seconds[-1] - self.seconds[-2]) / (self.beats[-1] - self.beats[-2])
@@ -84,7 +96,7 @@ def fit_time_map(score_beats: np.ndarray, perf_seconds: np.ndarray) -> TimeMap:
     medians = np.array([np.median(perf_seconds[score_beats == b]) for b in unique])
     keep_b, keep_s = [unique[0]], [medians[0]]
     for b, s in zip(unique[1:], medians[1:], strict=True):
-        if s > keep_s[-1] + 1e-3:
+        if s > keep_s[-1] + MIN_TIME_STEP_S:
             keep_b.append(b)
             keep_s.append(s)
     return TimeMap(np.array(keep_b), np.array(keep_s))
@@ -161,7 +173,7 @@ def align_to_score(score: Score, notes: list[Note]) -> Alignment:
     by_time = sorted(again.matched, key=lambda sp: notes[sp[1]].onset)
     for abandoned, resume in attempts:
         # where the player took up again: the first matched note from the resumed attempt's start on
-        taken_up = next((s for s, p in by_time if notes[p].onset >= notes[resume].onset - 0.05), None)
+        taken_up = next((s for s, p in by_time if notes[p].onset >= notes[resume].onset - RESUME_TOLERANCE_S), None)
         if taken_up is not None:
             again.restarts.append(Restart(sorted(abandoned), taken_up, round(notes[resume].onset, 3)))
     again.summary.performed_notes = len(notes)
@@ -235,7 +247,7 @@ def _pause_s(onsets: np.ndarray) -> float:
     """An onset gap that means the playing stopped: at least RESTART_PAUSE_S and several times the
     take's usual gap (a virtuoso run never breaks off)."""
     usual = float(np.median(np.diff(onsets))) if len(onsets) > 2 else 0.0
-    return max(RESTART_PAUSE_S, 2.5 * usual)
+    return max(RESTART_PAUSE_S, RESTART_PAUSE_FACTOR * usual)
 
 
 def _broke_off(abandoned: set[int], resume: int, notes: list[Note], onsets: np.ndarray, pause: float) -> bool:
@@ -260,10 +272,11 @@ def _repeated_at_one_shift(run: list[int], notes: list[Note], by_pitch: dict[int
         for p in run
     }
     best: list[tuple[int, int]] = []
-    for shift in sorted({round(d, 1) for options in near.values() for _, d in options}, key=abs):
+    shifts = {round(d / RESTART_SHIFT_STEP_S) * RESTART_SHIFT_STEP_S for options in near.values() for _, d in options}
+    for shift in sorted(shifts, key=abs):
         pairs = []
         for p, options in near.items():
-            tolerance = 0.15 + 0.15 * (notes[p].onset - t0)
+            tolerance = RESTART_TOLERANCE_S + RESTART_TOLERANCE_GROWTH * (notes[p].onset - t0)
             fits = [(abs(d - shift), m) for m, d in options if abs(d - shift) <= tolerance]
             if fits:
                 pairs.append((p, min(fits)[1]))
@@ -335,7 +348,9 @@ def _align(score: Score, notes: list[Note]) -> Alignment:
         ornaments=len(result.ornaments),
         score_notes=len(na),
         performed_notes=len(notes),
-        matches_score=coverage >= MIN_COVERAGE and played_fraction >= MIN_COVERAGE and score_fraction >= 0.2,
+        matches_score=coverage >= MIN_COVERAGE
+        and played_fraction >= MIN_COVERAGE
+        and score_fraction >= MIN_SCORE_FRACTION,
     )
     return result
 
@@ -351,11 +366,15 @@ def added_trills(extra: list[int], notes: list[Note]) -> list[tuple[set[int], in
             continue
         pitch, onset = notes[e].pitch, notes[e].onset
         near = sorted(
-            (i for i, n in enumerate(notes) if abs(n.pitch - pitch) <= 2 and abs(n.onset - onset) <= 1.5),
+            (
+                i
+                for i, n in enumerate(notes)
+                if abs(n.pitch - pitch) <= TRILL_MAX_INTERVAL and abs(n.onset - onset) <= TRILL_REACH_S
+            ),
             key=lambda i: notes[i].onset,
         )
         best: list[int] = []
-        for partner in (-2, -1, 1, 2):
+        for partner in (d for d in range(-TRILL_MAX_INTERVAL, TRILL_MAX_INTERVAL + 1) if d):
             line = [i for i in near if notes[i].pitch in (pitch, pitch + partner)]
             run = _alternating_run(line, line.index(e), notes)
             if len(run) > len(best):
@@ -365,7 +384,7 @@ def added_trills(extra: list[int], notes: list[Note]) -> list[tuple[set[int], in
             continue
         main = next((notes[i].pitch for i in best if i not in extra_set), notes[best[0]].pitch)
         last = max((notes[i].onset for i in runs[-1][0]), default=-1.0) if runs else -1.0
-        if runs and onset - last <= TRILL_GAP_S[1] and abs(runs[-1][1] - main) <= 2:
+        if runs and onset - last <= TRILL_GAP_S[1] and abs(runs[-1][1] - main) <= TRILL_MAX_INTERVAL:
             runs[-1] = (runs[-1][0] | added, runs[-1][1])  # the same ornament, broken by a slower note
         else:
             runs.append((added, main))
@@ -396,7 +415,7 @@ def _ornamental(alignment: Alignment, note: Note) -> bool:
         return False
     times = alignment.time_map(na["onset_beat"][special] + na["duration_beat"][special] / 2)
     near = np.abs(times - note.onset) < ORNAMENT_WINDOW_S
-    return bool(np.any(near & (np.abs(na["pitch"][special] - note.pitch) <= 3)))
+    return bool(np.any(near & (np.abs(na["pitch"][special] - note.pitch) <= ORNAMENT_MAX_INTERVAL)))
 
 
 def _take_span(score: Score, matched_beats: np.ndarray) -> tuple[float, float]:
