@@ -302,7 +302,10 @@ class Engine:
         notes, pedal = await asyncio.shield(take.notes)
         if take.report is None or take.report_score is not score:
             take.report = await self.worker.submit(
-                FINISH, lambda: report_from_notes(notes, pedal, take.duration_s, audio_name, score)
+                FINISH,
+                lambda: report_from_notes(
+                    notes, pedal, take.duration_s, audio_name, score, take.transcription.evidence
+                ),
             )
             take.report_score = score
         return take.report

@@ -21,7 +21,7 @@ from llaqo_model.analysis.score import Score
 
 MIN_COVERAGE = 0.5  # under half the score's notes (or half the take's) matched: another piece, or no piece
 MIN_SCORE_FRACTION = 0.2  # a take that plays under a fifth of the given score is not a take of that passage
-WRONG_NOTE_WINDOW_S = 0.12  # a missed and an extra note this close to the expected time are one wrong note
+WRONG_NOTE_WINDOW_S = 0.12  # a missed and an extra note this close to its chord (or expected time) are one wrong note
 WRONG_NOTE_MAX_INTERVAL = 7  # …and at most a fifth apart (a slip or a misread, not another voice)
 ORNAMENT_WINDOW_S = 1.2  # extra notes this close to a written ornament or grace note may realise it
 ORNAMENT_MAX_INTERVAL = 3  # …and this close in pitch (a turn spans a third around its note)
@@ -431,19 +431,30 @@ def _take_span(score: Score, matched_beats: np.ndarray) -> tuple[float, float]:
 def _pair_wrong_notes(
     alignment: Alignment, missed: list[int], extra: list[int], notes: list[Note]
 ) -> tuple[list[int], list[int]]:
-    """Pair a missed score note with an extra played note at the same expected time → wrong note."""
+    """Pair a missed score note with an extra played note at the same score position → wrong note. The
+    position is the span of onsets its chord-mates were played at (an arpeggiated or rolled chord spreads
+    them), else its time-map time; the pair nearest in time, then in pitch, is taken first."""
     na = alignment.score.note_array
     time_map = alignment.time_map
     if time_map is None or not missed or not extra:
         return missed, extra
-    expected = time_map(np.array([na["onset_beat"][s] for s in missed], dtype=float))
+    played_at: dict[float, list[float]] = {}
+    for s, p in alignment.matched:
+        played_at.setdefault(float(na["onset_beat"][s]), []).append(notes[p].onset)
+
+    def distance(s: int, onset: float) -> float:
+        mates = played_at.get(float(na["onset_beat"][s]))
+        if not mates:
+            return abs(onset - float(time_map(na["onset_beat"][s])))
+        return max(min(mates) - onset, onset - max(mates), 0.0)
+
     candidates = sorted(
-        (abs(notes[p].onset - t), abs(notes[p].pitch - int(na["pitch"][s])), s, p)
-        for s, t in zip(missed, expected, strict=True)
+        (distance(s, notes[p].onset), abs(notes[p].pitch - int(na["pitch"][s])), s, p)
+        for s in missed
         for p in extra
-        if abs(notes[p].onset - t) <= WRONG_NOTE_WINDOW_S
-        and 0 < abs(notes[p].pitch - int(na["pitch"][s])) <= WRONG_NOTE_MAX_INTERVAL
+        if 0 < abs(notes[p].pitch - int(na["pitch"][s])) <= WRONG_NOTE_MAX_INTERVAL
     )
+    candidates = [c for c in candidates if c[0] <= WRONG_NOTE_WINDOW_S]
     used_s: set[int] = set()
     used_p: set[int] = set()
     for _, _, s, p in candidates:

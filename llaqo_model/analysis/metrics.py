@@ -11,7 +11,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from llaqo_model.analysis.align import Alignment
+from llaqo_model.analysis.align import TRILL_MIN_NOTES, Alignment
 from llaqo_model.analysis.report import (
     DEFAULT_MIN_CONFIDENCE,
     NOTE_ERROR_KINDS,
@@ -26,22 +26,39 @@ from llaqo_model.analysis.score import Score, pitch_name, spelled_name
 from llaqo_model.analysis.transcribe import OnsetEvidence
 from llaqo_model.analysis.verify import verify_issues
 
-CHORD_WINDOW_S = 0.05
-RUSH_RATIO = 1.3
-DRAG_RATIO = 0.7
-UNEVEN_MS = 90.0
-ASYNC_MS = 70.0
-BALANCE_MARGIN = 12.0
-STACCATO_RATIO = 0.3
-DYNAMIC_JUMP = 28.0
-MIN_EXTRA_VELOCITY = 12
-GRAZE_VELOCITY_RATIO = 0.6
-UNCLEAR_MIN_ERRORS = 3
-UNCLEAR_FRACTION = 0.3
-GRAZE_DURATION_S = 0.05
-RESTRIKE_WINDOW_S = 0.6
-OVERTONE_WINDOW_S = 0.02
+CHORD_WINDOW_S = 0.05  # notes struck within 50 ms are heard as one chord
+RUSH_RATIO = 1.3  # a bar 30% faster than the bars around it is rushed (rubato stays within this)
+DRAG_RATIO = 0.7  # …and 30% slower is held back
+UNEVEN_MS = 90.0  # onsets straying this far from a steady pulse within a bar are audibly uneven
+ASYNC_MS = 70.0  # a chord spread wider than this is heard as broken, not together
+BALANCE_MARGIN = 12.0  # melody this many velocity steps under its accompaniment is covered
+STACCATO_RATIO = 0.3  # notes held under 30% of their written length are cut short
+DYNAMIC_JUMP = 28.0  # a bar this many velocity steps off its neighbours breaks the dynamic line
+MIN_EXTRA_VELOCITY = 12  # quieter keys make next to no sound (notes from MIDI)
+GRAZE_VELOCITY_RATIO = 0.6  # an extra key under 60% of its neighbours' velocity…
+GRAZE_DURATION_S = 0.05  # …or shorter than 50 ms was grazed, not played (notes from MIDI)
+UNCLEAR_MIN_ERRORS = 3  # at least this many note differences in a bar…
+UNCLEAR_FRACTION = 0.3  # …and at least 30% of its notes make the bar unclear
+RESTRIKE_WINDOW_S = 0.6  # the same key struck this shortly before and still sounding: a skipped re-strike
+RESTRIKE_MIN_GAP_S = 0.02  # …struck at least this much before (not the note itself, early)
+HELD_TOLERANCE_S = 0.05  # a note ending this shortly before still counts as held
+OVERTONE_WINDOW_S = 0.02  # an octave-higher "note" this close to the lower one's onset is its overtone
 SLIP_SEMITONES = 2  # a finger landing on a neighbouring key: the slip a wrong note usually is
+NEIGHBOUR_WINDOW_S = 1.0  # an extra note's loudness is compared with the notes this close
+IOI_RANGE_S = (0.06, 2.0)  # inter-onset gaps outside this are grace notes or pauses, not the pulse
+TEMPO_RANGE_BPM = (60.0, 180.0)  # the IOI beat is doubled or halved into the range a pulse is felt in
+LOCAL_IOI_SPAN = 4  # gaps on either side that make a local tempo
+CONTOUR_STEP_S = 2.0  # the velocity contour averages two-second windows
+LEGATO_OVERLAP_S = 0.01  # a note still sounding this far past the next onset is legato
+ARTICULATION_MAX_RATIO = 4.0  # longer held/gap ratios (a pedal-point) are counted as 4
+MIN_NOTATED_S = 0.05  # notes notated shorter than this say nothing about articulation
+LAST_GAP_S = 1.0  # the last note's gap to a next onset that never comes (for its articulation)
+MIN_BAR_S = 1e-3  # a bar mapped to less time than this has no tempo
+MIN_POINTS = 4  # chords (evenness) or notes (articulation) a bar needs for the figure to mean something
+TEMPO_REACH_BARS = 3  # a bar's tempo is compared with up to three bars either side
+DYNAMICS_REACH_BARS = 2  # its loudness with two
+PEDAL_EDGE = 0.1  # a pedal held from the first 10% of a bar to its last 10% spans it
+HARMONY_CHANGE = 0.5  # pitch-class sets sharing under half their classes are a change of harmony
 
 
 def _round(x: float | None, nd: int = 3) -> float | None:
@@ -60,9 +77,7 @@ def onset_clusters(onsets: np.ndarray, window_s: float = CHORD_WINDOW_S) -> list
     return [np.array(g) for g in groups]
 
 
-def score_free_measures(
-    notes: list[Note], pedal: list[PedalInterval], duration_s: float
-) -> tuple[Measures, list[str]]:
+def score_free_measures(notes: list[Note], pedal: list[PedalInterval], duration_s: float) -> tuple[Measures, list[str]]:
     """Tempo (from inter-onset intervals), dynamics, articulation, asynchrony and pedal use."""
     measures = Measures(note_count=len(notes), notes_per_s=_round(len(notes) / max(duration_s, 1e-6)))
     pedal_time = sum(max(0.0, p.offset - p.onset) for p in pedal)
@@ -79,21 +94,21 @@ def score_free_measures(
     spreads = [1000 * np.ptp(onsets[c]) for c in clusters if len(c) > 1]
     measures.asynchrony_ms = _round(np.mean(spreads), 1) if spreads else 0.0
     ioi = np.diff(starts)
-    ioi = ioi[(ioi > 0.06) & (ioi < 2.0)]
-    if len(ioi) >= 4:
+    ioi = ioi[(ioi > IOI_RANGE_S[0]) & (ioi < IOI_RANGE_S[1])]
+    if len(ioi) >= MIN_POINTS:
         beat = float(np.median(ioi))
-        while 60 / beat < 60:
+        while 60 / beat < TEMPO_RANGE_BPM[0]:
             beat /= 2
-        while 60 / beat > 180:
+        while 60 / beat > TEMPO_RANGE_BPM[1]:
             beat *= 2
-        local = np.array([np.median(ioi[max(0, i - 4) : i + 4]) for i in range(len(ioi))])
+        local = np.array([np.median(ioi[max(0, i - LOCAL_IOI_SPAN) : i + LOCAL_IOI_SPAN]) for i in range(len(ioi))])
         measures.ioi_tempo_bpm = _round(60 / beat, 1)
         measures.ioi_cv = _round(float(np.std(local) / np.mean(local)))
         available.append("tempo")
     measures.velocity_mean = _round(float(velocity.mean()), 1)
     measures.velocity_std = _round(float(velocity.std()), 1)
     measures.velocity_range = _round(float(np.percentile(velocity, 95) - np.percentile(velocity, 5)), 1)
-    edges = np.arange(0.0, duration_s + 2.0, 2.0)
+    edges = np.arange(0.0, duration_s + CONTOUR_STEP_S, CONTOUR_STEP_S)
     contour = [
         velocity[(onsets >= a) & (onsets < b)].mean()
         for a, b in zip(edges[:-1], edges[1:], strict=True)
@@ -102,11 +117,11 @@ def score_free_measures(
     measures.velocity_contour = [_round(v, 1) for v in contour]
     measures.velocity_contour_std = _round(float(np.std(contour)), 1) if contour else None
     available.append("dynamics")
-    next_start = np.interp(onsets, starts, np.append(starts[1:], starts[-1] + 1.0)[: len(starts)])
+    next_start = np.interp(onsets, starts, np.append(starts[1:], starts[-1] + LAST_GAP_S)[: len(starts)])
     gaps = np.maximum(next_start - onsets, 1e-3)
-    ratio = np.clip((offsets - onsets) / gaps, 0, 4)
+    ratio = np.clip((offsets - onsets) / gaps, 0, ARTICULATION_MAX_RATIO)
     measures.duration_ioi_ratio = _round(float(np.median(ratio)))
-    measures.legato_overlap_fraction = _round(float(np.mean(offsets[:-1] > onsets[1:] + 0.01)))
+    measures.legato_overlap_fraction = _round(float(np.mean(offsets[:-1] > onsets[1:] + LEGATO_OVERLAP_S)))
     available += ["articulation", "asynchrony"]
     return measures, available
 
@@ -139,9 +154,9 @@ def build_bars(
         bar.notes_expected = len(idx)
         pairs = [(s, matched[s]) for s in idx if s in matched]
         bar.notes_matched = len(pairs)
-        if end_s - start_s > 1e-3 and len(pairs) >= 2:
+        if end_s - start_s > MIN_BAR_S and len(pairs) >= 2:
             bar.tempo_bpm = round(float(60 * (r["end_beat"] - r["start_beat"]) / (end_s - start_s)), 1)
-        _note_errors(bar, r, score, alignment, notes, pedal)
+        _note_errors(bar, r, score, alignment, notes, pedal, heard=evidence is not None)
         if evidence is not None:
             verify_issues(bar.issues, evidence, notes)
         _mark_unclear(bar, notes)
@@ -154,8 +169,16 @@ def build_bars(
 
 
 def _note_errors(
-    bar: Bar, row: np.void, score: Score, alignment: Alignment, notes: list[Note], pedal: list[PedalInterval]
+    bar: Bar,
+    row: np.void,
+    score: Score,
+    alignment: Alignment,
+    notes: list[Note],
+    pedal: list[PedalInterval],
+    heard: bool,
 ) -> None:
+    """The bar's wrong, missed and extra notes, restarts and added ornaments. Notes from MIDI (`heard`
+    False) drop grazed keys by rule; transcribed ones keep them for the audio check to weigh."""
     na = score.note_array
 
     def in_row(s: int) -> bool:
@@ -202,7 +225,7 @@ def _note_errors(
     for run, main in alignment.ornaments:
         start = min(notes[p].onset for p in run)
         if bar.start_s <= start < bar.end_s:
-            name = "trill" if len(run) >= 3 else "mordent"
+            name = "trill" if len(run) >= TRILL_MIN_NOTES else "mordent"
             bar.issues.append(
                 Issue(
                     kind=IssueKind.ORNAMENT,
@@ -214,7 +237,8 @@ def _note_errors(
     matched_velocity = [notes[p].velocity for _, p in alignment.matched]
     for p in alignment.extra:
         n = notes[p]
-        if bar.start_s <= n.onset < bar.end_s and _audible(n, notes, matched_velocity) and not _overtone(n, notes):
+        audible = heard or _audible(n, notes, matched_velocity)
+        if bar.start_s <= n.onset < bar.end_s and audible and not _overtone(n, notes):
             bar.issues.append(
                 Issue(
                     kind=IssueKind.EXTRA_NOTE,
@@ -231,8 +255,8 @@ def _still_sounding(pitch: int, time_s: float, notes: list[Note], pedal: list[Pe
     pedalled = any(p.onset <= time_s <= p.offset for p in pedal)
     return any(
         n.pitch == pitch
-        and time_s - RESTRIKE_WINDOW_S <= n.onset < time_s - 0.02
-        and (pedalled or n.offset >= time_s - 0.05)
+        and time_s - RESTRIKE_WINDOW_S <= n.onset < time_s - RESTRIKE_MIN_GAP_S
+        and (pedalled or n.offset >= time_s - HELD_TOLERANCE_S)
         for n in notes
     )
 
@@ -275,7 +299,7 @@ def _neighbour_slip(issue: Issue, notes: list[Note]) -> bool:
 
 def _audible(note: Note, notes: list[Note], matched_velocity: list[int]) -> bool:
     """An extra note a listener would hear as a slip: not a grazed key (soft and short next to its neighbours)."""
-    nearby = [n.velocity for n in notes if abs(n.onset - note.onset) < 1.0 and n is not note]
+    nearby = [n.velocity for n in notes if abs(n.onset - note.onset) < NEIGHBOUR_WINDOW_S and n is not note]
     reference = float(np.median(nearby or matched_velocity or [note.velocity]))
     return note.velocity >= max(MIN_EXTRA_VELOCITY, GRAZE_VELOCITY_RATIO * reference) and (
         note.offset - note.onset >= GRAZE_DURATION_S
@@ -303,7 +327,7 @@ def _bar_figures(bar: Bar, pairs: list[tuple[int, int]], score: Score, alignment
     groups = {b: np.flatnonzero(beats == b) for b in np.unique(beats)}
     chord_onsets = np.array([np.median(perf[g]) for g in groups.values()])
     chord_beats = np.array(list(groups.keys()))
-    if len(chord_beats) >= 4:
+    if len(chord_beats) >= MIN_POINTS:
         slope, intercept = np.polyfit(chord_beats, chord_onsets, 1)
         resid = chord_onsets - (slope * chord_beats + intercept)
         bar.onset_deviation_ms = round(float(1000 * np.std(resid)), 1)
@@ -321,8 +345,8 @@ def _bar_figures(bar: Bar, pairs: list[tuple[int, int]], score: Score, alignment
     tmap = alignment.time_map
     notated = tmap(beats + np.array([na["duration_beat"][s] for s, _ in pairs])) - tmap(beats)
     played = np.array([notes[p].offset - notes[p].onset for _, p in pairs])
-    ok = notated > 0.05
-    if ok.sum() >= 4:
+    ok = notated > MIN_NOTATED_S
+    if ok.sum() >= MIN_POINTS:
         bar.articulation_ratio = round(float(np.median(played[ok] / notated[ok])), 2)
         if bar.articulation_ratio < STACCATO_RATIO:
             bar.issues.append(
@@ -363,7 +387,7 @@ def _bar_figures(bar: Bar, pairs: list[tuple[int, int]], score: Score, alignment
             )
 
 
-def _neighbour_median(values: list[float | None], i: int, reach: int = 3) -> float | None:
+def _neighbour_median(values: list[float | None], i: int, reach: int) -> float | None:
     around = [v for j, v in enumerate(values) if v is not None and j != i and abs(j - i) <= reach]
     return float(np.median(around)) if len(around) >= 2 else None
 
@@ -371,7 +395,7 @@ def _neighbour_median(values: list[float | None], i: int, reach: int = 3) -> flo
 def _tempo_issues(bars: list[Bar]) -> None:
     tempi = [b.tempo_bpm for b in bars]
     for i, bar in enumerate(bars[1:-1], start=1):
-        ref = _neighbour_median(tempi, i)
+        ref = _neighbour_median(tempi, i, TEMPO_REACH_BARS)
         if bar.tempo_bpm is None or ref is None:
             continue
         ratio = bar.tempo_bpm / ref
@@ -399,7 +423,7 @@ def _tempo_issues(bars: list[Bar]) -> None:
 def _dynamics_issues(bars: list[Bar]) -> None:
     levels = [b.mean_velocity for b in bars]
     for i, bar in enumerate(bars):
-        ref = _neighbour_median(levels, i, reach=2)
+        ref = _neighbour_median(levels, i, DYNAMICS_REACH_BARS)
         if bar.mean_velocity is None or ref is None:
             continue
         if abs(bar.mean_velocity - ref) > DYNAMIC_JUMP:
@@ -418,15 +442,15 @@ def _pedal_issues(bars: list[Bar], pedal: list[PedalInterval], score: Score, ali
     na = score.note_array
     for prev, bar in zip(bars[:-1], bars[1:], strict=True):
         held = any(
-            p.onset <= prev.start_s + 0.1 * (prev.end_s - prev.start_s)
-            and p.offset >= bar.end_s - 0.1 * (bar.end_s - bar.start_s)
+            p.onset <= prev.start_s + PEDAL_EDGE * (prev.end_s - prev.start_s)
+            and p.offset >= bar.end_s - PEDAL_EDGE * (bar.end_s - bar.start_s)
             for p in pedal
         )
         if not held:
             continue
         a = {int(p) % 12 for p in na["pitch"][na["bar"] == prev.bar]}
         b = {int(p) % 12 for p in na["pitch"][na["bar"] == bar.bar]}
-        if a and b and len(a & b) / len(a | b) < 0.5:
+        if a and b and len(a & b) / len(a | b) < HARMONY_CHANGE:
             bar.issues.append(
                 Issue(
                     kind=IssueKind.PEDAL_BLUR,

@@ -23,7 +23,7 @@ from transkun.ModelTransformer import resolveOverlapping
 from transkun.Util import makeFrame
 
 from llaqo_model.analysis.report import Note, PedalInterval
-from llaqo_model.analysis.transcribe import Transcriber, split_events
+from llaqo_model.analysis.transcribe import EvidenceStitcher, OnsetEvidence, Transcriber, split_events
 
 
 @dataclass
@@ -39,6 +39,7 @@ class StreamingTranscription:
 
     def __init__(self, transcriber: Transcriber, config: StreamConfig | None = None) -> None:
         self.config = config or StreamConfig()
+        self.transcriber = transcriber
         self.model = transcriber.model
         self.autocast = transcriber.autocast
         self.device = transcriber.device
@@ -57,6 +58,8 @@ class StreamingTranscription:
         self._events: dict[int, list] = defaultdict(list)
         self.segments_done = 0
         self.finished = False
+        self._stitcher = EvidenceStitcher(transcriber.frame_s)
+        self.evidence: OnsetEvidence | None = None  # the onset evidence of the whole take, once finished
 
     @property
     def received_s(self) -> float:
@@ -88,12 +91,14 @@ class StreamingTranscription:
         """Transcribe what is left with one last segment ending at the padded end; return all notes."""
         while self.step():
             pass
+        duration_s = self.received_s
         self.feed(np.zeros(math.ceil(self._pad_s * self.sample_rate), dtype=np.float32))
         end = self._origin + self._buffered
         start = self._next_start
         if end - start > self._segment:
             start += math.ceil((end - self._segment - start) / self._hop) * self._hop
         self._transcribe_segment(start, end - start)
+        self.evidence = self._stitcher.evidence(duration_s)
         self.finished = True
         self._chunks = []
         return self._collect()
@@ -114,7 +119,7 @@ class StreamingTranscription:
         forced = [max(p - shift, 0) for p in self._last_pos]
         x = torch.from_numpy(np.ascontiguousarray(self._window(start, length))).reshape(1, -1).to(self.device)
         frames = makeFrame(x, model.hopSize, model.windowSize)
-        with self.autocast():
+        with self.autocast(), self.transcriber.recording() as scores:
             events, self._last_pos = model.transcribeFrames(
                 frames.unsqueeze(0),
                 forcedStartPos=forced,
@@ -122,6 +127,7 @@ class StreamingTranscription:
                 lastFrameIdx=round(self._segment / model.hopSize),
             )
         begin_time = start / self.sample_rate - self._pad_s
+        self._stitcher.add(begin_time, scores[0])
         for e in events[0]:
             e.start = max(e.start + begin_time, 0.0)
             e.end = max(e.end + begin_time, e.start)

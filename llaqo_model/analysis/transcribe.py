@@ -232,9 +232,7 @@ class Transcriber:
         x = torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32)).reshape(-1, 1).to(self.device)
         with warnings.catch_warnings(), self.autocast(), self.recording() as segments:
             warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\.")
-            events = self.model.transcribe(
-                x, stepInSecond=self.config.hop_s, segmentSizeInSecond=self.config.segment_s
-            )
+            events = self.model.transcribe(x, stepInSecond=self.config.hop_s, segmentSizeInSecond=self.config.segment_s)
         stitcher = EvidenceStitcher(self.frame_s)
         for begin_s, scores in zip(self.segment_starts(len(samples)), segments, strict=True):
             stitcher.add(begin_s, scores)
