@@ -235,10 +235,12 @@ def _note_errors(
                 )
             )
     matched_velocity = [notes[p].velocity for _, p in alignment.matched]
+    chord_bar = extra_note_bars(alignment, notes)
     for p in alignment.extra:
         n = notes[p]
         audible = heard or _audible(n, notes, matched_velocity)
-        if bar.start_s <= n.onset < bar.end_s and audible and not _overtone(n, notes):
+        in_bar = chord_bar[p] == bar.bar if p in chord_bar else bar.start_s <= n.onset < bar.end_s
+        if in_bar and audible and not _overtone(n, notes):
             bar.issues.append(
                 Issue(
                     kind=IssueKind.EXTRA_NOTE,
@@ -247,6 +249,24 @@ def _note_errors(
                     pitch=n.pitch,
                 )
             )
+
+
+def extra_note_bars(alignment: Alignment, notes: list[Note]) -> dict[int, int]:
+    """Extra notes struck with a played chord → that chord's bar (a key beside a downbeat chord, heard a
+    few ms early, is still in the chord's bar). Extra notes struck alone go by their time."""
+    if not alignment.matched or not alignment.extra:
+        return {}
+    na = alignment.score.note_array
+    order = sorted(alignment.matched, key=lambda sp: notes[sp[1]].onset)
+    onsets = np.array([notes[p].onset for _, p in order])
+    bars: dict[int, int] = {}
+    for p in alignment.extra:
+        k = int(np.searchsorted(onsets, notes[p].onset))
+        near = [j for j in (k - 1, k) if 0 <= j < len(onsets) and abs(onsets[j] - notes[p].onset) <= CHORD_WINDOW_S]
+        if near:
+            nearest = min(near, key=lambda j: abs(onsets[j] - notes[p].onset))
+            bars[p] = int(na["bar"][order[nearest][0]])
+    return bars
 
 
 def _still_sounding(pitch: int, time_s: float, notes: list[Note], pedal: list[PedalInterval]) -> bool:
