@@ -333,7 +333,7 @@ def candidates(take: Take) -> list[tuple[IssueKind, tuple[float, ...], float, bo
 def logistic(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Bias and weights of a logistic regression of `y` on `x` (L-BFGS, a little L2 on the weights)."""
     w = torch.zeros(x.shape[1] + 1, dtype=torch.float64, requires_grad=True)
-    opt = torch.optim.LBFGS([w], max_iter=200)
+    opt = torch.optim.LBFGS([w], max_iter=200, line_search_fn="strong_wolfe")
 
     def loss() -> torch.Tensor:
         opt.zero_grad()

@@ -24,12 +24,13 @@ from llaqo_model.analysis.transcribe import OnsetEvidence
 EXPECTED_REACH_S = 0.1  # where a written note may start around its time-map time (chords spread, rubato)
 OWN_REACH_S = 0.035  # a transcribed note's own onset: within about one and a half frames
 EVIDENCE_CLIP = 12.0  # scores beyond ±12 are all "certainly struck / certainly not": clip before weighting
+SOFT_NOTE_EVIDENCE = -3.5  # a written key scored above this (yet under 0, Transkun's threshold) was heard faintly
 NEIGHBOUR_WINDOW_S = 1.0  # the notes an extra note is compared with for loudness
 # Logistic weights (bias, then one per feature of `features`), fitted by bench_analysis.py --fit.
 WEIGHTS: dict[IssueKind, tuple[float, ...]] = {
-    IssueKind.MISSED_NOTE: (-1.5, -0.6),
-    IssueKind.WRONG_NOTE: (0.5, -0.3, 0.3),
-    IssueKind.EXTRA_NOTE: (-1.0, 0.4, 2.0),
+    IssueKind.MISSED_NOTE: (1.349, -0.019, -1.743),
+    IssueKind.WRONG_NOTE: (0.482, 0.049, 0.877),
+    IssueKind.EXTRA_NOTE: (-0.995, 3.482, -0.403),
 }
 
 
@@ -40,12 +41,14 @@ def _clip(score: float) -> float:
 def issue_features(issue: Issue, evidence: OnsetEvidence, notes: list[Note]) -> tuple[float, ...] | None:
     """The audio evidence about one candidate note issue (None for other kinds):
 
-    * missed: the written key's onset evidence near its expected time;
+    * missed: the written key's onset evidence near its expected time, and whether it was heard faintly
+      (above `SOFT_NOTE_EVIDENCE`: most such "missed" notes were played softly);
     * wrong: the written key's evidence there, and the played key's at its onset;
     * extra: the played key's evidence at its onset, and log2 of its velocity over its neighbours' median.
     """
     if issue.kind == IssueKind.MISSED_NOTE and issue.expected_pitch is not None:
-        return (_clip(evidence.at(issue.expected_pitch, issue.time_s, EXPECTED_REACH_S)),)
+        heard = evidence.at(issue.expected_pitch, issue.time_s, EXPECTED_REACH_S)
+        return _clip(heard), float(heard > SOFT_NOTE_EVIDENCE)
     if issue.kind == IssueKind.WRONG_NOTE and issue.pitch is not None and issue.expected_pitch is not None:
         against = evidence.at(issue.expected_pitch, issue.time_s, EXPECTED_REACH_S)
         return _clip(against), _clip(evidence.at(issue.pitch, issue.time_s, OWN_REACH_S))
