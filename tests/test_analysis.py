@@ -8,16 +8,15 @@ import numpy as np
 import pytest
 
 from llaqo_model.analysis.pipeline import report_from_notes
-from llaqo_model.analysis.report import Note, PerformanceReport
+from llaqo_model.analysis.report import NOTE_ERROR_KINDS, IssueKind, Note, PerformanceReport
 from llaqo_training.examples import mechanical_performance, note_in_bar
 from llaqo_training.render import render_notes
 
 BPM = 100.0
-NOTE_ERRORS = {"wrong_note", "missed_note", "extra_note"}
 
 
 def _errors(report: PerformanceReport) -> list[tuple[int, str]]:
-    return [(bar, issue.kind) for bar, issue in report.issues() if issue.kind in NOTE_ERRORS]
+    return [(bar, issue.kind) for bar, issue in report.stated_issues() if issue.kind in NOTE_ERROR_KINDS]
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +40,7 @@ def wrong_take_report(analyzer, chorale, wrong_in_bar_3) -> PerformanceReport:
 
 def test_wrong_note_in_bar_3_is_reported_in_bar_3_from_audio(wrong_take_report, wrong_in_bar_3):
     _, written = wrong_in_bar_3
-    assert _errors(wrong_take_report) == [(3, "wrong_note")]
+    assert _errors(wrong_take_report) == [(3, IssueKind.WRONG_NOTE)]
     issue = wrong_take_report.issues()[0][1]
     assert issue.expected_pitch == written and issue.pitch == written + 1
     assert issue.detail.startswith("bar 3: played ") and "where the score has" in issue.detail
@@ -65,7 +64,7 @@ def test_stereo_take_at_another_rate_gives_the_same_mistake(analyzer, chorale, w
     mono = render_notes(notes, sample_rate=44100)
     stereo = np.stack([mono, 0.8 * mono], axis=1)
     report = analyzer.analyze_samples(soxr.resample(stereo, 44100, 22050), 22050, chorale)
-    assert _errors(report) == [(3, "wrong_note")]
+    assert _errors(report) == [(3, IssueKind.WRONG_NOTE)]
 
 
 def test_missed_and_extra_notes_are_located(chorale, clean_notes):
@@ -75,8 +74,8 @@ def test_missed_and_extra_notes_are_located(chorale, clean_notes):
     notes.append(Note(host.onset + 0.3, host.onset + 0.5, 96, 80))
     notes.sort(key=lambda n: n.onset)
     report = report_from_notes(notes, [], notes[-1].offset + 1, "t", chorale)
-    assert sorted(_errors(report)) == [(5, "missed_note"), (7, "extra_note")]
-    missed_issue = next(i for _, i in report.issues() if i.kind == "missed_note")
+    assert sorted(_errors(report)) == [(5, IssueKind.MISSED_NOTE), (7, IssueKind.EXTRA_NOTE)]
+    missed_issue = next(i for _, i in report.issues() if i.kind == IssueKind.MISSED_NOTE)
     assert missed_issue.expected_pitch == missed.pitch
     assert "was not played" in missed_issue.detail
 
@@ -93,16 +92,16 @@ def test_restart_in_bar_4_is_one_restart_not_a_list_of_extra_notes(chorale, clea
     notes += [replace(n, onset=n.onset + shift, offset=n.offset + shift) for n in clean_notes if n.onset >= start]
     report = report_from_notes(notes, [], notes[-1].offset + 1, "t", chorale)
     assert len(attempt) >= 4
-    assert report.bars_with("restart") == [4]
+    assert report.bars_with(IssueKind.RESTART) == [4]
     assert _errors(report) == []
-    restart = next(i for _, i in report.issues() if i.kind == "restart")
+    restart = next(i for _, i in report.issues() if i.kind == IssueKind.RESTART)
     assert abs(restart.time_s - (start + shift)) < 0.05 and "started again" in restart.detail
     assert report.alignment.restarts == 1 and report.alignment.extra == 0
 
 
 def test_clean_take_has_no_restart(chorale, clean_notes):
     report = report_from_notes(clean_notes, [], clean_notes[-1].offset + 1, "t", chorale)
-    assert report.bars_with("restart") == [] and report.alignment.restarts == 0
+    assert report.bars_with(IssueKind.RESTART) == [] and report.alignment.restarts == 0
 
 
 def test_rushed_bar_is_flagged_as_rushing(chorale, clean_notes):
@@ -123,7 +122,7 @@ def test_rushed_bar_is_flagged_as_rushing(chorale, clean_notes):
         replace(n, onset=warp(n.onset), offset=max(warp(n.offset), warp(n.onset) + 0.05)) for n in clean_notes
     ]
     report = report_from_notes(notes, [], notes[-1].offset + 1, "t", chorale)
-    assert report.bars_with("rushing") == [6]
+    assert report.bars_with(IssueKind.RUSHING) == [6]
     assert _errors(report) == []
 
 
@@ -169,7 +168,7 @@ def test_midi_score_gives_the_same_bars(tmp_path, chorale, wrong_in_bar_3):
     score = load_score(midi)
     notes, _ = wrong_in_bar_3
     report = report_from_notes(notes, [], notes[-1].offset + 1, "t", score)
-    assert [k for _, k in _errors(report)] == ["wrong_note"]
+    assert [k for _, k in _errors(report)] == [IssueKind.WRONG_NOTE]
     assert report.alignment.matches_score
 
 
@@ -184,20 +183,21 @@ def test_a_bar_too_messy_to_list_still_names_slips_onto_a_neighbouring_key():
     played = [Note(1.0, 1.4, 64, 70), Note(1.01, 1.3, 65, 60), Note(1.5, 1.9, 67, 70)]
     bar = Bar(bar=12, start_s=1.0, end_s=3.0, notes_expected=8)
     bar.issues = [
-        Issue("wrong_note", "bar 12: played E♭4 where the score has E4", 1.5, pitch=63, expected_pitch=64),
-        Issue("wrong_note", "bar 12: played C5 where the score has G4", 1.6, pitch=72, expected_pitch=67),
-        Issue("missed_note", "bar 12: the B4 on beat 2 was not played", 2.0, expected_pitch=71),
-        Issue("extra_note", "bar 12: an extra F4 was played", 1.01, pitch=65),
-        Issue("extra_note", "bar 12: an extra C6 was played", 2.5, pitch=84),
-        Issue("rushing", "bar 12: rushed", 1.0),
+        Issue(IssueKind.WRONG_NOTE, "bar 12: played E♭4 where the score has E4", 1.5, pitch=63, expected_pitch=64),
+        Issue(IssueKind.WRONG_NOTE, "bar 12: played C5 where the score has G4", 1.6, pitch=72, expected_pitch=67),
+        Issue(IssueKind.MISSED_NOTE, "bar 12: the B4 on beat 2 was not played", 2.0, expected_pitch=71),
+        Issue(IssueKind.EXTRA_NOTE, "bar 12: an extra F4 was played", 1.01, pitch=65),
+        Issue(IssueKind.EXTRA_NOTE, "bar 12: an extra C6 was played", 2.5, pitch=84),
+        Issue(IssueKind.RUSHING, "bar 12: rushed", 1.0),
     ]
     _mark_unclear(bar, played)
     kept = [(i.kind, i.pitch) for i in bar.issues]
-    assert ("wrong_note", 63) in kept and ("extra_note", 65) in kept  # a semitone off; a brushed neighbour
-    assert ("wrong_note", 72) not in kept and ("extra_note", 84) not in kept  # could be misalignment
-    assert not any(k == "missed_note" for k, _ in kept)
-    assert ("rushing", None) in kept
-    unclear = [i for i in bar.issues if i.kind == "unclear"]
+    # a semitone off; a brushed neighbour
+    assert (IssueKind.WRONG_NOTE, 63) in kept and (IssueKind.EXTRA_NOTE, 65) in kept
+    assert (IssueKind.WRONG_NOTE, 72) not in kept and (IssueKind.EXTRA_NOTE, 84) not in kept  # could be misalignment
+    assert not any(k == IssueKind.MISSED_NOTE for k, _ in kept)
+    assert (IssueKind.RUSHING, None) in kept
+    unclear = [i for i in bar.issues if i.kind == IssueKind.UNCLEAR]
     assert len(unclear) == 1 and "5 of 8" in unclear[0].detail
 
 
@@ -209,7 +209,7 @@ def test_an_octave_overtone_heard_as_a_note_is_not_an_extra_note(chorale, clean_
     notes.append(Note(other.onset + 0.005, other.offset, other.pitch + 13, other.velocity - 8))  # a real slip
     notes.sort(key=lambda n: n.onset)
     report = report_from_notes(notes, [], notes[-1].offset + 1, "t", chorale)
-    assert _errors(report) == [(7, "extra_note")]
+    assert _errors(report) == [(7, IssueKind.EXTRA_NOTE)]
 
 
 def test_an_added_trill_is_named_as_an_ornament_not_as_extra_notes(chorale, clean_notes):
@@ -222,7 +222,7 @@ def test_an_added_trill_is_named_as_an_ornament_not_as_extra_notes(chorale, clea
     report = report_from_notes(notes, [], notes[-1].offset + 1, "t", chorale)
     assert _errors(report) == []
     assert report.alignment.extra == 0 and report.alignment.ornaments == 1
-    ornaments = [(bar, i) for bar, i in report.issues() if i.kind == "ornament"]
+    ornaments = [(bar, i) for bar, i in report.issues() if i.kind == IssueKind.ORNAMENT]
     assert [bar for bar, _ in ornaments] == [5] and ornaments[0][1].pitch == host.pitch
     assert "added a trill" in ornaments[0][1].detail
 
@@ -235,6 +235,5 @@ def test_a_trill_heard_in_the_audio_is_one_ornament_and_not_a_restart(analyzer, 
         pitch = top.pitch + 2 if k % 2 else top.pitch
         notes.append(Note(top.onset + 0.08 * k, top.onset + 0.08 * k + 0.07, pitch, top.velocity))
     report = analyzer.analyze_samples(render_notes(sorted(notes, key=lambda n: n.onset)), 44100, chorale)
-    assert [(bar, i.kind) for bar, i in report.issues() if i.kind in {"ornament", "restart", *NOTE_ERRORS}] == [
-        (4, "ornament")
-    ]
+    named = {IssueKind.ORNAMENT, IssueKind.RESTART, *NOTE_ERROR_KINDS}
+    assert [(bar, i.kind) for bar, i in report.stated_issues() if i.kind in named] == [(4, IssueKind.ORNAMENT)]
