@@ -132,3 +132,9 @@ def test_batch_goes_on_after_a_bad_take_and_resumes(takes, chorale_path, tmp_pat
     again = llaqo("batch", str(manifest), "--out", str(out), "--no-model")
     assert again.returncode == 0 and "3 already done" in again.stderr
     assert len(out.read_text().splitlines()) == 3
+
+
+def test_min_confidence_outside_0_to_1_is_refused_in_one_line(takes):
+    run = llaqo("analyze", str(takes["wrong_bar4"]), "--min-confidence", "1.5", "--no-model")
+    assert run.returncode == 2 and "Traceback" not in run.stderr
+    assert "expected a confidence between 0 and 1, got '1.5'" in run.stderr.strip().splitlines()[-1]
