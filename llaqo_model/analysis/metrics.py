@@ -499,7 +499,7 @@ def score_measures(bars: list[Bar], measures: Measures) -> Measures:
     minutes = max(sum(b.end_s - b.start_s for b in bars) / 60, 1e-6)
     counts: dict[str, int] = {}
     for b in bars:
-        for i in b.issues:
+        for i in b.stated_issues():  # what the player is told (default confidence)
             counts[i.kind] = counts.get(i.kind, 0) + 1
     measures.issue_counts = counts
     errors = sum(counts.get(k, 0) for k in NOTE_ERROR_KINDS)
