@@ -108,10 +108,11 @@ def plan_annotations(
     phrases: dict[int, list[str]] = {}
     for bar in report.bars:
         index = written.measure_index(bar.bar)
-        if index is None or not bar.issues:
+        stated = bar.stated_issues(report.min_confidence)
+        if index is None or not stated:
             continue
         said = []
-        for issue in bar.issues:
+        for issue in stated:
             said.append(_place(issue, bar, located, written, index, analysed.key_fifths, plan))
         prefix = located.pass_label(bar)
         phrases.setdefault(index, []).append(prefix + "; ".join(_merge(said)))
