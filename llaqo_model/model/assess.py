@@ -15,6 +15,7 @@ from llaqo_model.errors import ModelError
 from llaqo_model.io import pick_device
 from llaqo_model.model.assessment import Assessment, BarComment
 from llaqo_model.model.checkpoint import from_pretrained, save_pretrained
+from llaqo_model.model.descriptors import answer_text, descriptor_of
 from llaqo_model.model.llaqo import LlaqoModel
 from llaqo_model.model.prompts import (
     FEEDBACK_QUESTION,
@@ -85,7 +86,9 @@ class Assessor:
 
     def _assess_batch(self, items: list[tuple[np.ndarray, int, PerformanceReport]]) -> list[Assessment]:
         m = self.model
-        audio = m.encode_audio([m.prepare(s, sr) for s, sr, _ in items])
+        prepared = [m.prepare(s, sr) for s, sr, _ in items]
+        audio = m.encode_audio(prepared)
+        descriptors = self._describe(items, prepared)
         texts = [self._report_text(r) for _, _, r in items]
         fixed = canonical_questions()
         rows = [(i, t, q) for i in range(len(items)) for t, q in fixed.items()]
@@ -114,7 +117,7 @@ class Assessor:
         for (i, qtype, _), choice in zip(rows, choices, strict=True):
             answers_by_take[i][qtype] = choice
         results = []
-        for answered in answers_by_take:
+        for answered, described in zip(answers_by_take, descriptors, strict=True):
             ratings = {q.key: int(c.answer) for q, c in answered.items() if q.kind == AnswerKind.RATING}
             by_kind = {q.kind: c for q, c in answered.items()}
             results.append(
@@ -126,6 +129,7 @@ class Assessor:
                     overall=int(by_kind[AnswerKind.OVERALL].answer),
                     difficulty=int(by_kind[AnswerKind.DIFFICULTY].answer),
                     technique=by_kind[AnswerKind.TECHNIQUE].answer,
+                    descriptors=described,
                     model=self.name,
                 )
             )
@@ -139,10 +143,24 @@ class Assessor:
                 results[i].bar_comments.append(BarComment(bar=bar, text=kept))
         return results
 
+    def _describe(
+        self, items: list[tuple[np.ndarray, int, PerformanceReport]], prepared: list[tuple[torch.Tensor, torch.Tensor]]
+    ) -> list[dict[str, float]]:
+        m = self.model
+        mels = [m.mel_windows(s, sr, p) for (s, sr, _), p in zip(items, prepared, strict=True)]
+        return m.describe([r for _, _, r in items], mels)
+
     @torch.no_grad()
     def ask(self, samples: np.ndarray, sample_rate: int, report: PerformanceReport, question: str) -> Iterator[str]:
         """Stream the answer to a free question as text deltas (rating-style questions answer constrained)."""
         m = self.model
+        key = descriptor_of(question)
+        if key is not None and m.descriptor_head is not None:
+            with self.cpu_threads():
+                prepared = m.prepare(samples, sample_rate)
+                value = self._describe([(samples, sample_rate, report)], [prepared])[0][key]
+            yield answer_text(value)
+            return
         with self.cpu_threads():
             audio = m.encode_audio([m.prepare(samples, sample_rate)])
             text = self._report_text(report)
