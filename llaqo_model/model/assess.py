@@ -16,9 +16,9 @@ from llaqo_model.io import pick_device
 from llaqo_model.model.assessment import Assessment, BarComment
 from llaqo_model.model.checkpoint import from_pretrained, save_pretrained
 from llaqo_model.model.descriptors import answer_text, descriptor_of
+from llaqo_model.model.feedback import compose_feedback
 from llaqo_model.model.llaqo import LlaqoModel
 from llaqo_model.model.prompts import (
-    FEEDBACK_QUESTION,
     AnswerKind,
     bar_question,
     canonical_questions,
@@ -38,7 +38,8 @@ def default_model_path() -> Path | None:
 
 
 class Assessor:
-    """Ratings, difficulty, technique (constrained answers), feedback and bar comments (generated)."""
+    """Ratings, difficulty, technique (constrained answers), descriptors (the descriptor head), feedback
+    (composed from the ratings and the analysis, `feedback.py`) and bar comments (generated)."""
 
     def __init__(self, model: LlaqoModel, name: str) -> None:
         self.model = model
@@ -101,7 +102,7 @@ class Assessor:
                 [texts[i] for i, _, _ in chunk],
                 [t for _, t, _ in chunk],
             )
-        free = [(i, None, FEEDBACK_QUESTION) for i in range(len(items))]
+        free: list[tuple[int, int, str]] = []
         for i, (_, _, report) in enumerate(items):
             bars = [b.bar for b in report.bars if b.has_problems][:MAX_BAR_COMMENTS]
             free += [(i, bar, bar_question(bar)) for bar in bars]
@@ -117,12 +118,13 @@ class Assessor:
         for (i, qtype, _), choice in zip(rows, choices, strict=True):
             answers_by_take[i][qtype] = choice
         results = []
-        for answered, described in zip(answers_by_take, descriptors, strict=True):
+        for (_, _, report), answered, described in zip(items, answers_by_take, descriptors, strict=True):
             ratings = {q.key: int(c.answer) for q, c in answered.items() if q.kind == AnswerKind.RATING}
             by_kind = {q.kind: c for q, c in answered.items()}
             results.append(
                 Assessment(
                     ratings={k: ratings[k] for k in RUBRIC_KEYS},
+                    feedback=compose_feedback(report, ratings),
                     expected_ratings={
                         q.key: round(c.expected(), 3) for q, c in answered.items() if q.kind == AnswerKind.RATING
                     },
@@ -134,12 +136,9 @@ class Assessor:
                 )
             )
         for (i, bar, _), text in zip(free, answers, strict=True):
-            flagged = {b.bar for b in items[i][2].bars if b.has_problems}
-            kept = faithful_sentences(text, flagged if bar is None else {bar})
+            kept = faithful_sentences(text, {bar})
             results[i].withheld_comments += kept != text
-            if bar is None:
-                results[i].feedback = kept
-            elif kept:
+            if kept:
                 results[i].bar_comments.append(BarComment(bar=bar, text=kept))
         return results
 
