@@ -14,7 +14,7 @@ from sklearn.metrics import r2_score
 from llaqo_model.analysis.report import Note, PedalInterval, PerformanceReport
 from llaqo_model.model.assess import Assessor
 from llaqo_model.model.checkpoint import from_pretrained, save_pretrained
-from llaqo_model.model.descriptor_head import DescriptorConfig, DescriptorHead, STREAMS
+from llaqo_model.model.descriptor_head import STREAMS, DescriptorConfig, DescriptorHead
 from llaqo_model.model.descriptors import DESCRIPTOR_KEYS, answer_text, descriptor_of, descriptor_question
 from llaqo_model.model.llaqo import LlaqoModel, tiny_config
 from llaqo_model.model.tokenizer import train_tokenizer
@@ -28,8 +28,12 @@ N_IN = sum(w for _, w in STREAMS)
 def played(seed: int, loud: int) -> tuple[np.ndarray, PerformanceReport]:
     """A take: a few notes of random pitch at velocity around `loud`, and noise audio of the same length."""
     rng = np.random.default_rng(seed)
-    notes = [Note(0.3 * i, 0.3 * i + 0.25, int(rng.integers(50, 80)), int(loud + rng.integers(-5, 5))) for i in range(12)]
-    report = PerformanceReport(audio="take.wav", score=None, duration_s=4.0, notes=notes, pedal=[PedalInterval(0.5, 2.0)])
+    notes = [
+        Note(0.3 * i, 0.3 * i + 0.25, int(rng.integers(50, 80)), int(loud + rng.integers(-5, 5))) for i in range(12)
+    ]
+    report = PerformanceReport(
+        audio="take.wav", score=None, duration_s=4.0, notes=notes, pedal=[PedalInterval(0.5, 2.0)]
+    )
     audio = (rng.standard_normal(4 * RATE) * 0.05 * loud / 64).astype(np.float32)
     return audio, report
 
@@ -55,7 +59,9 @@ def test_assessment_carries_19_descriptors_in_range(assessor: Assessor) -> None:
 
 
 def test_descriptors_depend_on_the_playing(assessor: Assessor) -> None:
-    soft, loud = assessor.assess_batch([(*played(1, 30)[:1], RATE, played(1, 30)[1]), (*played(2, 110)[:1], RATE, played(2, 110)[1])])
+    soft, loud = assessor.assess_batch(
+        [(*played(1, 30)[:1], RATE, played(1, 30)[1]), (*played(2, 110)[:1], RATE, played(2, 110)[1])]
+    )
     assert soft.descriptors != loud.descriptors
 
 
@@ -80,7 +86,15 @@ def test_questions_name_their_scale_and_are_recognised() -> None:
 def table(labels: np.ndarray, mask: np.ndarray, inputs: np.ndarray | None = None) -> DescriptorTable:
     n = len(labels)
     x = inputs if inputs is not None else np.zeros((n, N_IN), np.float32)
-    return DescriptorTable(x, labels.astype(np.float32), mask.astype(np.float32), [str(i) for i in range(n)], ["p"] * n, ["val"] * n, ["s"] * n)
+    return DescriptorTable(
+        x,
+        labels.astype(np.float32),
+        mask.astype(np.float32),
+        [str(i) for i in range(n)],
+        ["p"] * n,
+        ["val"] * n,
+        ["s"] * n,
+    )
 
 
 def test_r2_mae_and_pearson_match_their_definitions_and_skip_missing_labels() -> None:
@@ -102,7 +116,13 @@ def test_rows_missing_labels_train_on_the_labels_they_have() -> None:
     rng = np.random.default_rng(0)
     x = rng.standard_normal((80, N_IN)).astype(np.float32)
     y = np.clip(0.5 + 0.1 * x[:, :1].repeat(len(DESCRIPTOR_KEYS), 1), 0, 1)
-    labels, mask = zip(*(label_arrays({k: float(y[i, j]) for j, k in enumerate(DESCRIPTOR_KEYS) if i % 2 == 0 or j < 5}) for i in range(80)), strict=True)
+    labels, mask = zip(
+        *(
+            label_arrays({k: float(y[i, j]) for j, k in enumerate(DESCRIPTOR_KEYS) if i % 2 == 0 or j < 5})
+            for i in range(80)
+        ),
+        strict=True,
+    )
     labels, mask = np.stack(labels), np.stack(mask)
     assert mask[1, 10] == 0 and labels[1, 10] == 0
     poisoned = labels.copy()
@@ -147,7 +167,9 @@ def test_percepiano_import_renders_by_passage_with_labels_and_questions(shared_d
         assert e["split"] == passage_split(e["passage"])
         assert all(0 < v <= 1 for v in e["descriptors"].values())
         assert {q["type"] for q in e["qa"]} == {f"descriptor:{k}" for k in e["descriptors"]}
-        assert (e["split"] != "train") == (HELD_OUT_SOUND in {x["sound"] for x in entries if x["segment"] == e["segment"]})
+        assert (e["split"] != "train") == (
+            HELD_OUT_SOUND in {x["sound"] for x in entries if x["segment"] == e["segment"]}
+        )
     assert len({e["sound"] for e in entries if e["segment"] == rows[0]["id"]}) == 2
     assert "timing_stable_unstable" not in entries[-1]["descriptors"] and len(entries[-1]["descriptors"]) == 18
     again = import_percepiano(fake, tmp_path / "out")

@@ -23,7 +23,9 @@ def named_bars(text: str) -> set[int]:
 
 
 def test_a_wrong_note_in_bar_12_comes_first_with_a_way_to_practise_it() -> None:
-    text = compose_feedback(take({3: [IssueKind.RUSHING], 12: [IssueKind.WRONG_NOTE, IssueKind.MISSED_NOTE], 5: []}), RATINGS)
+    text = compose_feedback(
+        take({3: [IssueKind.RUSHING], 12: [IssueKind.WRONG_NOTE, IssueKind.MISSED_NOTE], 5: []}), RATINGS
+    )
     first = text.split("First, ")[1].split(".")[0]
     assert "wrong notes in bar 12" in first and "slowly" in first
     assert "rushing in bar 3" in text

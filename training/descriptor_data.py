@@ -42,8 +42,13 @@ class DescriptorTable:
         idx = np.flatnonzero(keep)
         pick = lambda xs: [xs[i] for i in idx]  # noqa: E731
         return DescriptorTable(
-            self.inputs[idx], self.labels[idx], self.mask[idx],
-            pick(self.ids), pick(self.passages), pick(self.splits), pick(self.sounds),
+            self.inputs[idx],
+            self.labels[idx],
+            self.mask[idx],
+            pick(self.ids),
+            pick(self.passages),
+            pick(self.splits),
+            pick(self.sounds),
         )
 
     def stream(self, streams: tuple[str, ...]) -> np.ndarray:

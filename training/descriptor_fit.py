@@ -85,7 +85,9 @@ def fit_head(train: DescriptorTable, config: DescriptorConfig, fit: HeadFit) -> 
 
 
 @torch.no_grad()
-def predict_head(head: DescriptorHead, table: DescriptorTable, shuffle: tuple[str, ...] = (), seed: int = 0) -> np.ndarray:
+def predict_head(
+    head: DescriptorHead, table: DescriptorTable, shuffle: tuple[str, ...] = (), seed: int = 0
+) -> np.ndarray:
     """The head's descriptors; streams named in `shuffle` are given another take's values (an ablation).
 
     'removed' in `shuffle` is not a stream: it replaces the report streams (statistics, aligned) by the

@@ -85,8 +85,7 @@ def render_order(
 def descriptor_qa(descriptors: dict[str, float]) -> list[dict[str, str]]:
     """Paper-style question/answer pairs, one per label the segment has."""
     return [
-        {"q": descriptor_question(k), "a": answer_text(v), "type": f"descriptor:{k}"}
-        for k, v in descriptors.items()
+        {"q": descriptor_question(k), "a": answer_text(v), "type": f"descriptor:{k}"} for k, v in descriptors.items()
     ]
 
 

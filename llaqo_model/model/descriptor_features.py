@@ -80,7 +80,9 @@ def aligned_statistics(report: PerformanceReport) -> np.ndarray:
     out[:] = [
         np.log(max(m.tempo_bpm or 60.0, 1.0)),
         m.tempo_cv or 0.0,
-        _safe(np.log(np.asarray(tempo, dtype=float) + 1e-3), lambda x: np.mean(np.abs(np.diff(x))) if x.size > 1 else 0.0),
+        _safe(
+            np.log(np.asarray(tempo, dtype=float) + 1e-3), lambda x: np.mean(np.abs(np.diff(x))) if x.size > 1 else 0.0
+        ),
         _safe(dev, np.mean) / 100,
         _safe(dev, np.std) / 100,
         _safe(vel, np.std) / 127,

@@ -45,7 +45,9 @@ def stream_slices(streams: tuple[str, ...]) -> dict[str, slice]:
     return out
 
 
-def head_inputs(report: PerformanceReport, windows: torch.Tensor, lengths: torch.Tensor, streams: tuple[str, ...]) -> np.ndarray:
+def head_inputs(
+    report: PerformanceReport, windows: torch.Tensor, lengths: torch.Tensor, streams: tuple[str, ...]
+) -> np.ndarray:
     """The head's input vector for one take: its report and its prepared log-mel windows."""
     parts = {
         "statistics": lambda: take_statistics(report),
