@@ -91,7 +91,7 @@ def table(labels: np.ndarray, mask: np.ndarray, inputs: np.ndarray | None = None
         labels.astype(np.float32),
         mask.astype(np.float32),
         [str(i) for i in range(n)],
-        ["p"] * n,
+        [f"p{i % 8}" for i in range(n)],
         ["val"] * n,
         ["s"] * n,
     )
@@ -112,7 +112,8 @@ def test_r2_mae_and_pearson_match_their_definitions_and_skip_missing_labels() ->
     assert scores["mean"]["r2"] == pytest.approx(np.mean([v["r2"] for v in scores["per_scale"].values()]))
 
 
-def test_rows_missing_labels_train_on_the_labels_they_have() -> None:
+@pytest.mark.parametrize("hidden", [0, 8])
+def test_rows_missing_labels_train_on_the_labels_they_have(hidden: int) -> None:
     rng = np.random.default_rng(0)
     x = rng.standard_normal((80, N_IN)).astype(np.float32)
     y = np.clip(0.5 + 0.1 * x[:, :1].repeat(len(DESCRIPTOR_KEYS), 1), 0, 1)
@@ -128,8 +129,8 @@ def test_rows_missing_labels_train_on_the_labels_they_have() -> None:
     poisoned = labels.copy()
     poisoned[mask == 0] = 1e3  # whatever sits where a label is missing changes nothing
     fit = HeadFit(epochs=150)
-    a = fit_head(table(labels, mask, x), DescriptorConfig(hidden=8), fit)
-    b = fit_head(table(poisoned, mask, x), DescriptorConfig(hidden=8), fit)
+    a = fit_head(table(labels, mask, x), DescriptorConfig(hidden=hidden), fit)
+    b = fit_head(table(poisoned, mask, x), DescriptorConfig(hidden=hidden), fit)
     t = table(y, np.ones_like(y), x)
     assert np.allclose(predict_head(a, t), predict_head(b, t), atol=1e-5)
     assert scale_scores(predict_head(a, t), t)["mean"]["r2"] > 0.5  # it learned the labelled signal

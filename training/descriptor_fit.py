@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from sklearn.linear_model import RidgeCV
 from sklearn.metrics import r2_score
+from sklearn.model_selection import GroupKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
@@ -69,11 +70,14 @@ def statistics_baseline(train: DescriptorTable, test: DescriptorTable) -> np.nda
 
 
 def fit_head(train: DescriptorTable, config: DescriptorConfig, fit: HeadFit) -> DescriptorHead:
-    """Train a descriptor head on the table's training rows (masked MSE, full batch)."""
+    """Train a descriptor head on the table's training rows: a linear head is a ridge regression per scale
+    (regularisation chosen by cross-validation over training passages), an MLP head AdamW on the masked MSE."""
     torch.manual_seed(fit.seed)
     head = DescriptorHead(config)
     x, y, m = as_tensors(train, config.streams)
     head.fit_normalisation(x, y, m)
+    if not config.hidden:
+        return fit_linear(head, train, x).eval()
     opt = torch.optim.AdamW(head.parameters(), lr=fit.lr, weight_decay=fit.weight_decay)
     head.train()
     for _ in range(fit.epochs):
@@ -82,6 +86,25 @@ def fit_head(train: DescriptorTable, config: DescriptorConfig, fit: HeadFit) -> 
         loss.backward()
         opt.step()
     return head.eval()
+
+
+@torch.no_grad()
+def fit_linear(head: DescriptorHead, train: DescriptorTable, x: torch.Tensor) -> DescriptorHead:
+    """Ridge per scale on the standardised inputs (rows with that label), written into the linear layer."""
+    z = ((x - head.in_mean) / head.in_std).clamp(-6, 6).numpy()
+    groups = np.array(train.passages)
+    layer = head.net[-1]
+    for j in range(len(DESCRIPTOR_KEYS)):
+        have = train.mask[:, j] > 0
+        if have.sum() < 5:
+            continue
+        folds = min(5, len(set(groups[have])))
+        cv = GroupKFold(n_splits=folds).split(z[have], groups=groups[have]) if folds >= 2 else None
+        ridge = RidgeCV(alphas=RIDGE_ALPHAS, cv=list(cv) if cv is not None else None)
+        ridge.fit(z[have], train.labels[have, j])
+        layer.weight[j] = torch.from_numpy(ridge.coef_).float()
+        layer.bias[j] = float(ridge.intercept_) - float(head.prior[j])
+    return head
 
 
 @torch.no_grad()
