@@ -198,6 +198,8 @@ def attach_descriptor_head(model: LlaqoModel, config: TrainConfig) -> dict:
         "train_passages": len(set(table.passages)),
         "train_reports": "performance MIDI, score-aligned",
         "streams": list(config.descriptor_head.streams),
-        "epochs": config.descriptor_fit.epochs,
+        "fit": f"MLP {config.descriptor_head.hidden} hidden, {config.descriptor_fit.epochs} epochs AdamW"
+        if config.descriptor_head.hidden
+        else "linear: ridge per scale, alpha by 5-fold CV over training passages",
         "seconds": round(time.monotonic() - t0),
     }
