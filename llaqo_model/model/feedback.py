@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from llaqo_model.analysis.report import NOT_FAULTS, IssueKind, PerformanceReport
+from llaqo_model.analysis.report import NOT_FAULTS, NOTE_ERROR_KINDS, IssueKind, PerformanceReport
 
 MAX_PRIORITIES = 3  # problems named as "first"; more overwhelms a student
 GOOD_RATING = 5  # a rubric rating (1–6) from which a dimension is praised
@@ -59,11 +59,12 @@ def priorities(report: PerformanceReport) -> list[tuple[IssueKind, list[int]]]:
     weight: dict[int, float] = defaultdict(float)
     kinds: dict[int, dict[IssueKind, float]] = defaultdict(lambda: defaultdict(float))
     for bar, issue in report.issues():
-        if issue.kind in NOT_FAULTS or issue.kind not in PRACTICE:
+        kind = IssueKind(issue.kind)
+        if kind in NOT_FAULTS or kind not in PRACTICE:
             continue
-        w = issue.severity * (NOTE_ERROR_WEIGHT if issue.kind.value.endswith("_note") else 1.0)
+        w = issue.severity * (NOTE_ERROR_WEIGHT if kind in NOTE_ERROR_KINDS else 1.0)
         weight[bar] += w
-        kinds[bar][issue.kind] += w
+        kinds[bar][kind] += w
     top = sorted(weight, key=lambda b: (-weight[b], b))[:MAX_PRIORITIES]
     grouped: dict[IssueKind, list[int]] = {}
     for bar in top:
