@@ -19,7 +19,7 @@ import time
 import numpy as np
 import torch
 
-from llaqo_model.analysis.report import Bar, Issue, PerformanceReport
+from llaqo_model.analysis.report import Bar, Issue, Measures, Note, PerformanceReport
 from llaqo_model.model.lm import decode
 
 
@@ -41,7 +41,8 @@ def demo_report(seconds: float) -> PerformanceReport:
         score=None,
         duration_s=seconds,
         bars=bars,
-        measures={"tempo_bpm": 96.0, "tempo_cv": 0.08, "velocity_mean": 70, "velocity_range": 40},
+        notes=[Note(0.25 * i, 0.25 * i + 0.2, 60 + i % 12, 64 + i % 20) for i in range(int(seconds * 4))],
+        measures=Measures(tempo_bpm=96.0, tempo_cv=0.08, velocity_mean=70, velocity_range=40),
     )
 
 
@@ -87,6 +88,11 @@ def bench_cpu(args: argparse.Namespace) -> dict:
     start = time.perf_counter()
     assessor.assess(samples, 16000, report)
     assess_s = time.perf_counter() - start
+    describe = []
+    for _ in range(5):  # the descriptor head alone: fbank windows, three feature streams, the MLP
+        start = time.perf_counter()
+        "".join(assessor.ask(samples, 16000, report, "How stable is the timing?"))
+        describe.append(time.perf_counter() - start)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {
         "device": "cpu",
@@ -101,6 +107,7 @@ def bench_cpu(args: argparse.Namespace) -> dict:
         "first_token_ms_median": round(1000 * float(np.median(first)), 1),
         "tokens_per_s": round(tps, 1),
         "full_assessment_s": round(assess_s, 2),
+        "descriptors_ms_median": round(1000 * float(np.median(describe)), 1) if model.descriptor_head else None,
     }
 
 

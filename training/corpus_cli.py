@@ -21,10 +21,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     b.add_argument("--no-progress", action="store_true")
     b.set_defaults(func=run_build)
 
-    i = sub.add_parser("import", help="convert the paper's QA tables to a manifest")
-    i.add_argument("format", help="dataset folder name, e.g. crocus, YCU-PPE-III, techniques, or 'auto'")
-    i.add_argument("path", help="the QA table (csv)")
-    i.add_argument("--audio-root", required=True, help="where the dataset's audio files are")
+    i = sub.add_parser("import", help="render PercePiano, or convert the paper's QA tables, to a manifest")
+    i.add_argument(
+        "format", help="'percepiano', or a QA table's dataset: crocus, YCU-PPE-III, techniques, or 'auto'"
+    )
+    i.add_argument("path", help="the PercePiano folder, or the QA table (csv)")
+    i.add_argument("--audio-root", help="where the dataset's audio files are (QA tables)")
+    i.add_argument("--limit", type=int, help="PercePiano: only the first N segments")
     i.add_argument("--out", required=True, help="folder for manifest.jsonl")
     i.set_defaults(func=run_import)
 
@@ -48,8 +51,18 @@ def run_build(args: argparse.Namespace) -> int:
 
 
 def run_import(args: argparse.Namespace) -> int:
-    """Import a QA table and report rows whose audio is missing."""
+    """Render PercePiano, or import a QA table and report rows whose audio is missing."""
+    if args.format.lower() == "percepiano":
+        from llaqo_training.percepiano import import_percepiano
+
+        summary = import_percepiano(args.path, args.out, limit=args.limit)
+        print(summary.text())
+        return 0 if summary.rows else 1
     from llaqo_training.adapters import import_table
+    from llaqo_training.corpus import CorpusError
+
+    if not args.audio_root:
+        raise CorpusError("--audio-root is required for a QA table")
 
     result = import_table(args.format, args.path, args.audio_root, args.out)
     print(result.summary())

@@ -110,7 +110,7 @@ class TinySoundFontSynth:
         return np.frombuffer(self.synth.generate(frames), dtype=np.float32).reshape(-1, 2).mean(axis=1)
 
 
-@functools.lru_cache(maxsize=4)
+@functools.lru_cache(maxsize=len(PIANO_SOUNDS) * 2)  # every sound stays loaded (MuseScore takes seconds to load)
 def _synth(soundfont: Path, sample_rate: int) -> TinySoundFontSynth | FluidSynthSynth:
     """One loaded synth per SoundFont and rate: FluidSynth for the system SoundFonts where installed."""
     if library() is not None and soundfont != DEFAULT_SOUNDFONT:

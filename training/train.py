@@ -11,15 +11,17 @@ import logging
 import math
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from llaqo_model.model.checkpoint import from_pretrained, save_pretrained
+from llaqo_model.model.descriptor_head import DescriptorConfig
 from llaqo_model.model.llaqo import LlaqoModel, embedded_config
 from llaqo_model.model.tokenizer import train_tokenizer
 from llaqo_training.dataset import QA, TrainTake, load_takes, read_manifest
+from llaqo_training.descriptor_fit import HeadFit, fit_head
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +47,9 @@ class TrainConfig:
     threads: int | None = None
     init_from: str | None = None  # continue training a checkpoint (its tokenizer and config) instead
     label_share: float = 0.5  # share of each take's sampled questions that are label (rating …) questions
+    descriptor_manifest: str | None = None  # PercePiano manifest: fit the descriptor head on its training takes
+    descriptor_head: DescriptorConfig = field(default_factory=DescriptorConfig)
+    descriptor_fit: HeadFit = field(default_factory=HeadFit)
 
 
 def fit(
@@ -136,6 +141,21 @@ def train(config: TrainConfig) -> Path:
         model_config.grounding = config.grounding
         model = LlaqoModel(model_config, tokenizer)
     kind = model.config.encoder.kind
+    summary: dict = {"encoder": kind, "grounding": model.config.grounding, "init_from": config.init_from}
+    if config.init_from and (Path(config.init_from) / "training.json").is_file():
+        summary["base_training"] = json.loads((Path(config.init_from) / "training.json").read_text(encoding="utf-8"))
+    if config.steps > 0:
+        summary.update(train_language_model(model, train_entries, config))
+    if config.descriptor_manifest:
+        summary["descriptors"] = attach_descriptor_head(model, config)
+    out = save_pretrained(model, config.out)
+    (out / "training.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
+    return out
+
+
+def train_language_model(model: LlaqoModel, train_entries: list[dict], config: TrainConfig) -> dict:
+    """`fit` the audio encoder, Q-former and LM on the manifest's questions; returns the run's summary."""
+    kind = model.config.encoder.kind
     cache = Path(config.cache_dir) / kind if config.cache_dir else None
     t0 = time.monotonic()
     takes = load_takes(train_entries, model.prepare, cache, grounding=model.config.grounding)
@@ -157,15 +177,29 @@ def train(config: TrainConfig) -> Path:
     elapsed = time.monotonic() - t0
     final = sum(losses[-50:]) / len(losses[-50:])
     log.info("trained %d steps in %.0f s, final loss %.3f", len(losses), elapsed, final)
-    out = save_pretrained(model, config.out)
-    summary = {
-        "steps": len(losses),
-        "seconds": round(elapsed),
-        "final_loss": round(final, 4),
-        "train_takes": len(takes),
-        "encoder": kind,
-        "grounding": model.config.grounding,
-        "init_from": config.init_from,
+    return {"steps": len(losses), "seconds": round(elapsed), "final_loss": round(final, 4), "train_takes": len(takes)}
+
+
+def attach_descriptor_head(model: LlaqoModel, config: TrainConfig) -> dict:
+    """Fit the descriptor head on the PercePiano manifest's training passages and give it to the model."""
+    from llaqo_model.model.descriptor_head import DescriptorHead
+    from llaqo_training.descriptor_eval import training_table
+
+    assert config.descriptor_manifest is not None
+    t0 = time.monotonic()
+    table = training_table(read_manifest(config.descriptor_manifest), config.descriptor_manifest)
+    if not table.ids:
+        raise ValueError(f"{config.descriptor_manifest} has no training takes with descriptors")
+    head: DescriptorHead = fit_head(table, config.descriptor_head, config.descriptor_fit)
+    model.config.descriptors = config.descriptor_head
+    model.descriptor_head = head.to(model.device)
+    return {
+        "train_takes": len(table.ids),
+        "train_passages": len(set(table.passages)),
+        "train_reports": "performance MIDI, score-aligned",
+        "streams": list(config.descriptor_head.streams),
+        "fit": f"MLP {config.descriptor_head.hidden} hidden, {config.descriptor_fit.epochs} epochs AdamW"
+        if config.descriptor_head.hidden
+        else "linear: ridge per scale, alpha by 5-fold CV over training passages",
+        "seconds": round(time.monotonic() - t0),
     }
-    (out / "training.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
-    return out

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -21,6 +22,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     t.add_argument("--cache", help="folder for prepared audio features (reused across runs)")
     t.add_argument("--threads", type=int)
     t.add_argument("--init-from", help="continue training this checkpoint (keeps its tokenizer and config)")
+    t.add_argument(
+        "--descriptors", help="PercePiano manifest (llaqo corpus import percepiano): fit the descriptor head on it"
+    )
     t.set_defaults(func=run_train)
 
     e = subparsers.add_parser("evaluate", help="score a checkpoint on a manifest split")
@@ -29,6 +33,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     e.add_argument("--split", default="val")
     e.add_argument("--cache", help="folder for prepared audio features")
     e.add_argument("--shuffle-audio", action="store_true", help="pair each take with another take's audio")
+    e.add_argument(
+        "--reports",
+        choices=["transcribed", "midi"],
+        default="transcribed",
+        help="PercePiano: held-out reports from transcribing the audio, or (an upper bound) from the MIDI",
+    )
+    e.add_argument("--max-takes", type=int, help="PercePiano: transcribe at most this many held-out takes")
+    e.add_argument("--out", help="also write the JSON here")
     e.set_defaults(func=run_evaluate)
 
 
@@ -49,14 +61,29 @@ def run_train(args: argparse.Namespace) -> int:
         cache_dir=args.cache,
         threads=args.threads,
         init_from=args.init_from,
+        descriptor_manifest=args.descriptors,
     )
     print(train(config))
     return 0
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    """Print the metrics as JSON."""
-    from llaqo_training.evaluate import evaluate
+    """Print the metrics as JSON (PercePiano figures for a manifest of rated takes), and write them to --out."""
+    from llaqo_training.dataset import read_manifest
 
-    print(json.dumps(evaluate(args.model, args.manifest, args.split, args.cache, args.shuffle_audio), indent=1))
+    entries = read_manifest(args.manifest)
+    if any(e.get("descriptors") for e in entries):
+        from llaqo_model.model.checkpoint import from_pretrained
+        from llaqo_training.descriptor_eval import evaluate_descriptors
+
+        model = from_pretrained(args.model)
+        result = evaluate_descriptors(model, entries, args.manifest, args.split, args.reports, args.max_takes)
+    else:
+        from llaqo_training.evaluate import evaluate
+
+        result = evaluate(args.model, args.manifest, args.split, args.cache, args.shuffle_audio)
+    text = json.dumps(result, indent=1)
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text + "\n", encoding="utf-8")
     return 0

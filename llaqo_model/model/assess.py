@@ -15,9 +15,10 @@ from llaqo_model.errors import ModelError
 from llaqo_model.io import pick_device
 from llaqo_model.model.assessment import Assessment, BarComment
 from llaqo_model.model.checkpoint import from_pretrained, save_pretrained
+from llaqo_model.model.descriptors import answer_text, descriptor_of
+from llaqo_model.model.feedback import compose_feedback
 from llaqo_model.model.llaqo import LlaqoModel
 from llaqo_model.model.prompts import (
-    FEEDBACK_QUESTION,
     AnswerKind,
     bar_question,
     canonical_questions,
@@ -37,7 +38,8 @@ def default_model_path() -> Path | None:
 
 
 class Assessor:
-    """Ratings, difficulty, technique (constrained answers), feedback and bar comments (generated)."""
+    """Ratings, difficulty, technique (constrained answers), descriptors (the descriptor head), feedback
+    (composed from the ratings and the analysis, `feedback.py`) and bar comments (generated)."""
 
     def __init__(self, model: LlaqoModel, name: str) -> None:
         self.model = model
@@ -85,7 +87,9 @@ class Assessor:
 
     def _assess_batch(self, items: list[tuple[np.ndarray, int, PerformanceReport]]) -> list[Assessment]:
         m = self.model
-        audio = m.encode_audio([m.prepare(s, sr) for s, sr, _ in items])
+        prepared = [m.prepare(s, sr) for s, sr, _ in items]
+        audio = m.encode_audio(prepared)
+        descriptors = self._describe(items, prepared)
         texts = [self._report_text(r) for _, _, r in items]
         fixed = canonical_questions()
         rows = [(i, t, q) for i in range(len(items)) for t, q in fixed.items()]
@@ -98,7 +102,7 @@ class Assessor:
                 [texts[i] for i, _, _ in chunk],
                 [t for _, t, _ in chunk],
             )
-        free = [(i, None, FEEDBACK_QUESTION) for i in range(len(items))]
+        free: list[tuple[int, int, str]] = []
         for i, (_, _, report) in enumerate(items):
             bars = report.problem_bars()[:MAX_BAR_COMMENTS]
             free += [(i, bar, bar_question(bar)) for bar in bars]
@@ -114,35 +118,48 @@ class Assessor:
         for (i, qtype, _), choice in zip(rows, choices, strict=True):
             answers_by_take[i][qtype] = choice
         results = []
-        for answered in answers_by_take:
+        for (_, _, report), answered, described in zip(items, answers_by_take, descriptors, strict=True):
             ratings = {q.key: int(c.answer) for q, c in answered.items() if q.kind == AnswerKind.RATING}
             by_kind = {q.kind: c for q, c in answered.items()}
             results.append(
                 Assessment(
                     ratings={k: ratings[k] for k in RUBRIC_KEYS},
+                    feedback=compose_feedback(report, ratings),
                     expected_ratings={
                         q.key: round(c.expected(), 3) for q, c in answered.items() if q.kind == AnswerKind.RATING
                     },
                     overall=int(by_kind[AnswerKind.OVERALL].answer),
                     difficulty=int(by_kind[AnswerKind.DIFFICULTY].answer),
                     technique=by_kind[AnswerKind.TECHNIQUE].answer,
+                    descriptors=described,
                     model=self.name,
                 )
             )
         for (i, bar, _), text in zip(free, answers, strict=True):
-            flagged = set(items[i][2].problem_bars())
-            kept = faithful_sentences(text, flagged if bar is None else {bar})
+            kept = faithful_sentences(text, {bar})
             results[i].withheld_comments += kept != text
-            if bar is None:
-                results[i].feedback = kept
-            elif kept:
+            if kept:
                 results[i].bar_comments.append(BarComment(bar=bar, text=kept))
         return results
+
+    def _describe(
+        self, items: list[tuple[np.ndarray, int, PerformanceReport]], prepared: list[tuple[torch.Tensor, torch.Tensor]]
+    ) -> list[dict[str, float]]:
+        m = self.model
+        mels = [m.mel_windows(s, sr, p) for (s, sr, _), p in zip(items, prepared, strict=True)]
+        return m.describe([r for _, _, r in items], mels)
 
     @torch.no_grad()
     def ask(self, samples: np.ndarray, sample_rate: int, report: PerformanceReport, question: str) -> Iterator[str]:
         """Stream the answer to a free question as text deltas (rating-style questions answer constrained)."""
         m = self.model
+        key = descriptor_of(question)
+        if key is not None and m.descriptor_head is not None:
+            with self.cpu_threads():
+                prepared = m.prepare(samples, sample_rate)
+                value = self._describe([(samples, sample_rate, report)], [prepared])[0][key]
+            yield answer_text(value)
+            return
         with self.cpu_threads():
             audio = m.encode_audio([m.prepare(samples, sample_rate)])
             text = self._report_text(report)

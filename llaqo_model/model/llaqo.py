@@ -16,8 +16,11 @@ import torch
 import torch.nn as nn
 from transformers import PreTrainedTokenizerFast
 
+from llaqo_model.analysis.report import PerformanceReport
+from llaqo_model.model.descriptor_head import DescriptorConfig, DescriptorHead, head_inputs
+from llaqo_model.model.descriptors import DESCRIPTOR_KEYS
 from llaqo_model.model.encoder import EncoderConfig, build_encoder
-from llaqo_model.model.frontend import FrontendConfig
+from llaqo_model.model.frontend import FrontendConfig, audio_windows
 from llaqo_model.model.lm import LMConfig, Trie, add_lora, build_lm, decode
 from llaqo_model.model.prompts import QuestionType, options_for, prompt_parts
 from llaqo_model.model.qformer import QFormer, QFormerConfig
@@ -25,7 +28,8 @@ from llaqo_model.model.qformer import QFormer, QFormerConfig
 
 @dataclass
 class LlaqoConfig:
-    """All component configs; `grounding` puts the report text into the prompt (False: paper-faithful)."""
+    """All component configs; `grounding` puts the report text into the prompt (False: paper-faithful);
+    `descriptors` adds the head answering the 19 perceptual questions (None: a model without it)."""
 
     frontend: FrontendConfig = field(default_factory=FrontendConfig)
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
@@ -34,6 +38,7 @@ class LlaqoConfig:
     grounding: bool = True
     max_report_tokens: int = 160
     max_answer_tokens: int = 48
+    descriptors: DescriptorConfig | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
@@ -44,12 +49,16 @@ class LlaqoConfig:
         """Inverse of `to_dict` (unknown keys are an error, so mismatched checkpoints fail early)."""
         enc = dict(data["encoder"])
         enc["channels"] = tuple(enc.get("channels", EncoderConfig.channels))
+        head = data.get("descriptors")
+        if head is not None:
+            head = DescriptorConfig(**{**head, "streams": tuple(head.get("streams", DescriptorConfig.streams))})
         return cls(
             frontend=FrontendConfig(**data["frontend"]),
             encoder=EncoderConfig(**enc),
             qformer=QFormerConfig(**data["qformer"]),
             lm=LMConfig(**data["lm"]),
-            **{k: v for k, v in data.items() if k not in ("frontend", "encoder", "qformer", "lm")},
+            descriptors=head,
+            **{k: v for k, v in data.items() if k not in ("frontend", "encoder", "qformer", "lm", "descriptors")},
         )
 
 
@@ -147,6 +156,7 @@ class LlaqoModel(nn.Module):
         self.lm = add_lora(lm, config.lm) if wrap else lm
         self.qformer = QFormer(config.qformer, text_dim=lm.config.hidden_size)
         self.audio_token = nn.Parameter(torch.randn(lm.config.hidden_size) * 0.02)
+        self.descriptor_head = DescriptorHead(config.descriptors) if config.descriptors is not None else None
 
     @property
     def device(self) -> torch.device:
@@ -181,6 +191,31 @@ class LlaqoModel(nn.Module):
             out_mask[i, :c] = mask[start : start + c]
             start += c
         return AudioFeatures(out, out_mask)
+
+    def mel_windows(
+        self, samples: np.ndarray, sample_rate: int, prepared: tuple[torch.Tensor, torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The log-mel windows the descriptor head reads: the encoder's own input when it is fbank-based."""
+        if self.config.encoder.kind == "transkun":
+            return audio_windows(samples, sample_rate, self.config.frontend)
+        return prepared
+
+    def descriptor_inputs(
+        self, reports: list[PerformanceReport], prepared: list[tuple[torch.Tensor, torch.Tensor]]
+    ) -> torch.Tensor:
+        """The descriptor head's inputs (B, n_in) from each take's report and log-mel windows (`mel_windows`)."""
+        streams = self.config.descriptors.streams if self.config.descriptors else ()
+        rows = [head_inputs(r, w, n, streams) for r, (w, n) in zip(reports, prepared, strict=True)]
+        return torch.from_numpy(np.stack(rows)).to(self.device)
+
+    def describe(
+        self, reports: list[PerformanceReport], prepared: list[tuple[torch.Tensor, torch.Tensor]]
+    ) -> list[dict[str, float]]:
+        """The 19 perceptual descriptors (0–1) of each take (report + `mel_windows`); {} without the head."""
+        if self.descriptor_head is None:
+            return [{} for _ in reports]
+        values = self.descriptor_head(self.descriptor_inputs(reports, prepared)).clamp(0, 1).cpu().numpy()
+        return [{k: round(float(v), 4) for k, v in zip(DESCRIPTOR_KEYS, row, strict=True)} for row in values]
 
     # --- prompt assembly ---------------------------------------------------------------------------
 

@@ -1,0 +1,128 @@
+"""Per-take inputs of the descriptor head, each a fixed-length vector (note arrays in, vectors out).
+
+Three streams, all from what one `analyze` already computes (no second transcription pass):
+- `take_statistics`: 16 statistics of the transcribed notes and pedal (the statistics baseline's input);
+- `aligned_statistics`: the score-aligned performance — per-bar tempo, timing, velocity, articulation,
+  asynchrony and balance deviations, and how much of the score was played as written;
+- `audio_statistics`: the sound itself, from the model's log-mel front end — gain-free level movement,
+  onset sharpness, decay (touch, pedal resonance, room) and the early/late level difference.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from llaqo_model.analysis.report import PerformanceReport
+
+N_BANDS = 8  # log-mel bands of the spectral-shape summary (low to high)
+MIN_IOI_S = 0.03  # onsets closer than this are one chord
+MAX_IOI_S = 3.0  # longer gaps are pauses, not the pulse
+
+
+def _safe(values: list[float] | np.ndarray, fn, default: float = 0.0) -> float:
+    arr = np.asarray(values, dtype=float)
+    arr = arr[np.isfinite(arr)]
+    return float(fn(arr)) if arr.size else default
+
+
+def take_statistics(report: PerformanceReport) -> np.ndarray:
+    """16 statistics of the transcribed notes and pedal (notes/s, IOI spread, velocity, duration, pedal, pitch)."""
+    notes = report.notes
+    duration = max(report.duration_s, 1e-3)
+    out = np.zeros(16, dtype=np.float32)
+    if len(notes) < 2:
+        return out
+    onset = np.array([n.onset for n in notes])
+    length = np.maximum(np.array([n.offset - n.onset for n in notes]), 1e-3)
+    vel = np.array([n.velocity for n in notes], dtype=float)
+    pitch = np.array([n.pitch for n in notes], dtype=float)
+    ioi = np.diff(np.unique(np.round(onset / MIN_IOI_S)) * MIN_IOI_S)
+    ioi = ioi[ioi < MAX_IOI_S]
+    following = np.r_[np.diff(onset), np.inf]
+    legato = np.mean(length[np.isfinite(following)] >= following[np.isfinite(following)]) if len(notes) > 1 else 0.0
+    pedal_time = sum(max(0.0, p.offset - p.onset) for p in report.pedal)
+    corr = np.corrcoef(pitch, vel)[0, 1] if np.std(pitch) > 0 and np.std(vel) > 0 else 0.0
+    out[:] = [
+        len(notes) / duration,
+        _safe(np.log(ioi), np.std),
+        vel.mean() / 127,
+        vel.std() / 127,
+        (np.percentile(vel, 90) - np.percentile(vel, 10)) / 127,
+        np.log(length).mean(),
+        np.log(length).std(),
+        legato,
+        min(1.0, pedal_time / duration),
+        len(report.pedal) / duration,
+        pitch.mean() / 127,
+        corr,
+        np.abs(np.diff(vel)).mean() / 127,
+        _safe(np.log(ioi), np.mean),
+        np.log(duration),
+        pitch.std() / 127,
+    ]
+    return out
+
+
+def aligned_statistics(report: PerformanceReport) -> np.ndarray:
+    """12 statistics of the score-aligned performance (zeros where the take was not aligned to a score)."""
+    out = np.zeros(12, dtype=np.float32)
+    a, m = report.alignment, report.measures
+    if a is None or not report.bars:
+        return out
+    bars = report.bars
+    tempo = [b.tempo_bpm for b in bars if b.tempo_bpm]
+    vel = [b.mean_velocity for b in bars if b.mean_velocity is not None]
+    dev = [b.onset_deviation_ms for b in bars if b.onset_deviation_ms is not None]
+    art = [b.articulation_ratio for b in bars if b.articulation_ratio is not None]
+    played = max(a.score_notes, 1)
+    out[:] = [
+        np.log(max(m.tempo_bpm or 60.0, 1.0)),
+        m.tempo_cv or 0.0,
+        _safe(
+            np.log(np.asarray(tempo, dtype=float) + 1e-3), lambda x: np.mean(np.abs(np.diff(x))) if x.size > 1 else 0.0
+        ),
+        _safe(dev, np.mean) / 100,
+        _safe(dev, np.std) / 100,
+        _safe(vel, np.std) / 127,
+        _safe(art, np.mean),
+        _safe(art, np.std),
+        (m.chord_asynchrony_ms or 0.0) / 100,
+        m.melody_balance or 0.0,
+        a.coverage,
+        (a.missed + a.extra + a.wrong) / played,
+    ]
+    return out
+
+
+def audio_statistics(windows: torch.Tensor, lengths: torch.Tensor) -> np.ndarray:
+    """10 statistics of how the sound moves, from the model's normalised log-mel windows (gain-free).
+
+    Level movement, onset sharpness, decay, and the brightness change between loud and soft frames; not the
+    average spectral shape, which describes the piano and the microphone more than the playing (with it,
+    validation R² on an unseen piano sound fell).
+    """
+    frames = torch.cat([w[: int(n)] for w, n in zip(windows, lengths, strict=True)]).float().numpy()
+    out = np.zeros(10, dtype=np.float32)
+    if frames.shape[0] < 8:
+        return out
+    loud = np.log(np.exp(frames * 4).sum(axis=1)) / 4  # soft maximum over bands: a frame's level
+    active = loud > np.percentile(loud, 30)
+    shape = frames[active] - loud[active, None]
+    bands = np.array_split(np.arange(frames.shape[1]), N_BANDS)
+    flux = np.maximum(np.diff(frames, axis=0), 0).mean(axis=1)
+    fall = np.minimum(np.diff(loud), 0)
+    half = len(loud) // 2
+    out[:] = [
+        loud.std(),
+        np.percentile(loud, 95) - np.percentile(loud, 10),
+        flux.mean(),
+        flux.std(),
+        np.percentile(flux, 95),
+        fall.mean(),
+        active.mean(),
+        np.mean(np.abs(np.diff(loud))),
+        loud[half:].mean() - loud[:half].mean(),
+        (shape[:, bands[-1]].mean(axis=1) - shape[:, bands[0]].mean(axis=1)).std(),
+    ]
+    return out

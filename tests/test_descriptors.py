@@ -1,0 +1,177 @@
+"""Perceptual descriptors: the model answers the 19 questions, `ask` agrees with the assessment, the figures
+are computed correctly, rows with missing labels train on the labels they have, PercePiano imports by passage."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import r2_score
+
+from llaqo_model.analysis.report import Note, PedalInterval, PerformanceReport
+from llaqo_model.model.assess import Assessor
+from llaqo_model.model.checkpoint import from_pretrained, save_pretrained
+from llaqo_model.model.descriptor_head import STREAMS, DescriptorConfig, DescriptorHead
+from llaqo_model.model.descriptors import DESCRIPTOR_KEYS, answer_text, descriptor_of, descriptor_question
+from llaqo_model.model.llaqo import LlaqoModel, tiny_config
+from llaqo_model.model.tokenizer import train_tokenizer
+from llaqo_training.descriptor_data import DescriptorTable, label_arrays
+from llaqo_training.descriptor_fit import HeadFit, fit_head, predict_head, scale_scores, statistics_baseline
+
+RATE = 16000
+N_IN = sum(w for _, w in STREAMS)
+
+
+def played(seed: int, loud: int) -> tuple[np.ndarray, PerformanceReport]:
+    """A take: a few notes of random pitch at velocity around `loud`, and noise audio of the same length."""
+    rng = np.random.default_rng(seed)
+    notes = [
+        Note(0.3 * i, 0.3 * i + 0.25, int(rng.integers(50, 80)), int(loud + rng.integers(-5, 5))) for i in range(12)
+    ]
+    report = PerformanceReport(
+        audio="take.wav", score=None, duration_s=4.0, notes=notes, pedal=[PedalInterval(0.5, 2.0)]
+    )
+    audio = (rng.standard_normal(4 * RATE) * 0.05 * loud / 64).astype(np.float32)
+    return audio, report
+
+
+@pytest.fixture(scope="module")
+def assessor(tmp_path_factory: pytest.TempPathFactory) -> Assessor:
+    """A tiny random model with a descriptor head whose output weights are not zero, saved and reloaded."""
+    torch.manual_seed(0)
+    tokenizer = train_tokenizer([], vocab_size=512)
+    config = tiny_config(len(tokenizer))
+    config.descriptors = DescriptorConfig(hidden=8)
+    model = LlaqoModel(config, tokenizer)
+    torch.nn.init.normal_(model.descriptor_head.net[-1].weight, std=0.3)
+    path = save_pretrained(model.eval(), tmp_path_factory.mktemp("ck") / "model")
+    return Assessor(from_pretrained(path), "tiny")
+
+
+def test_assessment_carries_19_descriptors_in_range(assessor: Assessor) -> None:
+    audio, report = played(0, 60)
+    descriptors = assessor.assess(audio, RATE, report).descriptors
+    assert list(descriptors) == list(DESCRIPTOR_KEYS)
+    assert all(0.0 <= v <= 1.0 for v in descriptors.values())
+
+
+def test_descriptors_depend_on_the_playing(assessor: Assessor) -> None:
+    soft, loud = assessor.assess_batch(
+        [(*played(1, 30)[:1], RATE, played(1, 30)[1]), (*played(2, 110)[:1], RATE, played(2, 110)[1])]
+    )
+    assert soft.descriptors != loud.descriptors
+
+
+def test_ask_and_batch_give_the_same_number(assessor: Assessor) -> None:
+    takes = [played(s, 40 + 20 * s) for s in range(3)]
+    batch = assessor.assess_batch([(a, RATE, r) for a, r in takes])
+    for (audio, report), assessment in zip(takes, batch, strict=True):
+        for key in ("timing_stable_unstable", "pedal_clean_blurred"):
+            answer = "".join(assessor.ask(audio, RATE, report, descriptor_question(key)))
+            assert answer == answer_text(assessment.descriptors[key])
+    short = "".join(assessor.ask(*takes[0][:1], RATE, takes[0][1], "How stable is the timing?"))
+    assert short == answer_text(batch[0].descriptors["timing_stable_unstable"])
+
+
+def test_questions_name_their_scale_and_are_recognised() -> None:
+    assert descriptor_question("timing_stable_unstable") == "How stable is the timing, from 1 (stable) to 7 (unstable)?"
+    assert all(descriptor_of(descriptor_question(k)) == k for k in DESCRIPTOR_KEYS)
+    assert descriptor_of("What feedback would you give this pianist?") is None
+    assert answer_text(2 / 7) == "2.0" and answer_text(1.0) == "7.0"
+
+
+def table(labels: np.ndarray, mask: np.ndarray, inputs: np.ndarray | None = None) -> DescriptorTable:
+    n = len(labels)
+    x = inputs if inputs is not None else np.zeros((n, N_IN), np.float32)
+    return DescriptorTable(
+        x,
+        labels.astype(np.float32),
+        mask.astype(np.float32),
+        [str(i) for i in range(n)],
+        [f"p{i % 8}" for i in range(n)],
+        ["val"] * n,
+        ["s"] * n,
+    )
+
+
+def test_r2_mae_and_pearson_match_their_definitions_and_skip_missing_labels() -> None:
+    truth = np.tile(np.array([[0.2], [0.4], [0.6], [0.8]]), (1, len(DESCRIPTOR_KEYS)))
+    pred = truth + np.array([[0.1], [-0.1], [0.0], [0.05]])
+    mask = np.ones_like(truth)
+    mask[3, 0] = 0  # the first scale's last take has no label: it must not count
+    pred[3, 0] = 100.0
+    scores = scale_scores(pred, table(truth, mask))
+    first = scores["per_scale"][DESCRIPTOR_KEYS[0]]
+    assert first["r2"] == pytest.approx(r2_score(truth[:3, 0], pred[:3, 0]))
+    assert first["mae"] == pytest.approx(np.mean([0.1, 0.1, 0.0]))
+    second = scores["per_scale"][DESCRIPTOR_KEYS[1]]
+    assert second["r2"] == pytest.approx(1 - (0.01 + 0.01 + 0 + 0.0025) / 0.2)
+    assert scores["mean"]["r2"] == pytest.approx(np.mean([v["r2"] for v in scores["per_scale"].values()]))
+
+
+@pytest.mark.parametrize("hidden", [0, 8])
+def test_rows_missing_labels_train_on_the_labels_they_have(hidden: int) -> None:
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((80, N_IN)).astype(np.float32)
+    y = np.clip(0.5 + 0.1 * x[:, :1].repeat(len(DESCRIPTOR_KEYS), 1), 0, 1)
+    labels, mask = zip(
+        *(
+            label_arrays({k: float(y[i, j]) for j, k in enumerate(DESCRIPTOR_KEYS) if i % 2 == 0 or j < 5})
+            for i in range(80)
+        ),
+        strict=True,
+    )
+    labels, mask = np.stack(labels), np.stack(mask)
+    assert mask[1, 10] == 0 and labels[1, 10] == 0
+    poisoned = labels.copy()
+    poisoned[mask == 0] = 1e3  # whatever sits where a label is missing changes nothing
+    fit = HeadFit(epochs=150)
+    a = fit_head(table(labels, mask, x), DescriptorConfig(hidden=hidden), fit)
+    b = fit_head(table(poisoned, mask, x), DescriptorConfig(hidden=hidden), fit)
+    t = table(y, np.ones_like(y), x)
+    assert np.allclose(predict_head(a, t), predict_head(b, t), atol=1e-5)
+    assert scale_scores(predict_head(a, t), t)["mean"]["r2"] > 0.5  # it learned the labelled signal
+    assert scale_scores(statistics_baseline(table(labels, mask, x), t), t)["mean"]["r2"] > 0.5
+
+
+def test_shuffling_a_stream_gives_each_take_another_takes_values() -> None:
+    x = np.random.default_rng(0).standard_normal((5, N_IN)).astype(np.float32)
+    head = DescriptorHead(DescriptorConfig(streams=("audio",))).eval()
+    torch.nn.init.normal_(head.net[-1].weight)
+    t = table(np.zeros((5, len(DESCRIPTOR_KEYS))), np.ones((5, len(DESCRIPTOR_KEYS))), x)
+    plain, shuffled = predict_head(head, t), predict_head(head, t, ("audio",))
+    assert not np.allclose(plain, shuffled)
+    assert sorted(map(tuple, np.round(plain, 5))) == sorted(map(tuple, np.round(shuffled, 5)))
+
+
+def test_percepiano_import_renders_by_passage_with_labels_and_questions(shared_dir: Path, tmp_path: Path) -> None:
+    from llaqo_training.percepiano import HELD_OUT_SOUND, import_percepiano, passage_split
+
+    root = shared_dir / "data" / "percepiano"
+    if not (root / "labels.jsonl").is_file():
+        pytest.skip("PercePiano not in ../shared")
+    rows = [json.loads(line) for line in (root / "labels.jsonl").read_text().splitlines()[:2]]
+    rows[1]["labels"].pop("timing_stable_unstable")  # a row without some labels keeps the others
+    fake = tmp_path / "pp"
+    fake.mkdir()
+    for sub in ("performance", "score"):
+        (fake / sub).symlink_to(root / sub)
+    (fake / "labels.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    summary = import_percepiano(fake, tmp_path / "out")
+    entries = [json.loads(line) for line in (tmp_path / "out" / "manifest.jsonl").read_text().splitlines()]
+    assert summary.rows == len(entries) == 4  # two sounds per segment
+    for e in entries:
+        assert (tmp_path / "out" / e["audio"]).stat().st_size > 10_000
+        assert e["split"] == passage_split(e["passage"])
+        assert all(0 < v <= 1 for v in e["descriptors"].values())
+        assert {q["type"] for q in e["qa"]} == {f"descriptor:{k}" for k in e["descriptors"]}
+        assert (e["split"] != "train") == (
+            HELD_OUT_SOUND in {x["sound"] for x in entries if x["segment"] == e["segment"]}
+        )
+    assert len({e["sound"] for e in entries if e["segment"] == rows[0]["id"]}) == 2
+    assert "timing_stable_unstable" not in entries[-1]["descriptors"] and len(entries[-1]["descriptors"]) == 18
+    again = import_percepiano(fake, tmp_path / "out")
+    assert again.rendered == 0 and again.rows == 4  # resumes

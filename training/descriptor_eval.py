@@ -1,0 +1,103 @@
+"""PercePiano figures of a checkpoint: R² per scale against the mean and statistics baselines, and ablations.
+
+The held-out takes' reports come from transcribing their audio (`reports="transcribed"`, cached beside the
+manifest; takes not transcribed yet are analysed now unless `max_takes` caps them) or, as an upper bound
+that says so, from their performance MIDI (`reports="midi"`). The baselines are fitted on the training
+passages with the same training reports the head was fitted on.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from llaqo_model.model.llaqo import LlaqoModel
+from llaqo_training.descriptor_data import DescriptorTable, build_table, from_midi, transcribed
+from llaqo_training.descriptor_fit import mean_baseline, predict_head, scale_scores, statistics_baseline
+from llaqo_training.reports import analyse_entries, midi_reports
+
+HELD_OUT_ONLY = "musescore_grand"  # PercePiano held-out figures use the sound no training take used
+
+
+def percepiano_dirs(manifest: str | Path) -> dict[str, Path]:
+    """Where a PercePiano manifest keeps its caches (all beside it, all resumable)."""
+    root = Path(manifest).parent
+    return {
+        "transcribed": root / "reports",
+        "midi": root / "midi_reports_seg",
+        "inputs_transcribed": root / "head_inputs_transcribed",
+        "inputs_midi": root / "head_inputs_midi",
+    }
+
+
+def training_table(entries: list[dict[str, Any]], manifest: str | Path) -> DescriptorTable:
+    """The training passages' takes with reports from their performance MIDI (built on first use)."""
+    dirs = percepiano_dirs(manifest)
+    train = [e for e in entries if e.get("split") == "train" and e.get("descriptors")]
+    segments = {e["segment"]: {**e, "id": e["segment"]} for e in train if e.get("segment")}
+    midi_reports(list(segments.values()), dirs["midi"])
+    return build_table(train, from_midi(dirs["midi"]), dirs["inputs_midi"])
+
+
+def held_out_table(
+    entries: list[dict[str, Any]], manifest: str | Path, split: str, reports: str, max_takes: int | None
+) -> DescriptorTable:
+    """The `split` takes rendered with the held-out sound, with transcribed (or MIDI) reports."""
+    dirs = percepiano_dirs(manifest)
+    chosen = [e for e in entries if e.get("split") == split and e.get("descriptors")]
+    held = [e for e in chosen if e.get("sound") == HELD_OUT_ONLY] or chosen
+    if reports == "midi":
+        segments = {e["segment"]: {**e, "id": e["segment"]} for e in held}
+        midi_reports(list(segments.values()), dirs["midi"])
+        return build_table(held, from_midi(dirs["midi"]), dirs["inputs_midi"])
+    done = [e for e in held if (dirs["transcribed"] / f"{e['id']}.json").is_file()]
+    todo = [e for e in held if e not in done]
+    if max_takes is not None:
+        todo = todo[: max(0, max_takes - len(done))]
+    analyse_entries(todo, dirs["transcribed"])
+    table = build_table(held, transcribed(dirs["transcribed"]), dirs["inputs_transcribed"])
+    return table
+
+
+def evaluate_descriptors(
+    model: LlaqoModel,
+    entries: list[dict[str, Any]],
+    manifest: str | Path,
+    split: str,
+    reports: str = "transcribed",
+    max_takes: int | None = None,
+) -> dict[str, Any]:
+    """R², MAE, Pearson per scale: the model, the mean and statistics baselines, and three ablations."""
+    if model.descriptor_head is None:
+        return {"error": "this checkpoint has no descriptor head"}
+    train = training_table(entries, manifest)
+    test = held_out_table(entries, manifest, split, reports, max_takes)
+    if not test.ids:
+        return {"error": f"no '{split}' PercePiano takes with reports"}
+    head = model.descriptor_head.cpu()
+    figures = {
+        "model": scale_scores(predict_head(head, test), test),
+        "baseline_mean": scale_scores(mean_baseline(train, len(test.ids)), test),
+        "baseline_statistics": scale_scores(statistics_baseline(train, test), test),
+        "ablation_audio_shuffled": scale_scores(predict_head(head, test, ("audio",)), test),
+        "ablation_score_stream_shuffled": scale_scores(predict_head(head, test, ("aligned",)), test),
+        "ablation_report_removed": scale_scores(predict_head(head, test, ("removed",)), test),
+    }
+    return {
+        "split": split,
+        "takes": len(test.ids),
+        "passages": len(set(test.passages)),
+        "sounds": sorted(set(test.sounds)),
+        "reports": reports,
+        "train_takes": len(train.ids),
+        "train_reports": "performance MIDI",
+        "head_streams": list(head.config.streams),
+        **{name: _rounded(v) for name, v in figures.items()},
+    }
+
+
+def _rounded(scores: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "mean": {k: round(v, 4) for k, v in scores["mean"].items()},
+        "per_scale": {k: {m: round(x, 4) for m, x in v.items()} for k, v in scores["per_scale"].items()},
+    }
