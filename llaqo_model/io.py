@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import pretty_midi
@@ -16,6 +17,9 @@ from llaqo_model.errors import AudioError
 DEFAULT_MAX_DURATION_S = 20 * 60.0  # a long lesson piece; longer files are usually whole sessions
 SUSTAIN_CC = 64  # MIDI controller number of the sustain (damper) pedal
 PEDAL_DOWN = 64  # controller values from this up mean the pedal is down (the MIDI convention)
+MAX_FILE_SAMPLE_RATE = 384_000  # the highest rate audio interfaces record at
+MAX_VALUES_PER_SECOND = 8 * 48_000  # 8 microphones at 48 kHz (or stereo at 192 kHz): more is a decoding bomb
+DECODE_BLOCK_FRAMES = 65_536  # frames decoded at once: memory follows the mono result, not the file
 
 
 def check_samples(
@@ -53,30 +57,54 @@ def resample(samples: np.ndarray, sample_rate: int, target_rate: int) -> np.ndar
 
 
 def load_audio(
-    path: str | Path, target_rate: int | None = None, max_duration_s: float = DEFAULT_MAX_DURATION_S
+    source: str | Path | BinaryIO,
+    target_rate: int | None = None,
+    max_duration_s: float = DEFAULT_MAX_DURATION_S,
+    name: str | None = None,
 ) -> tuple[np.ndarray, int]:
-    """Read an audio file as mono float32, optionally resampled; checks it with `check_samples`."""
-    path = Path(path)
-    if not path.is_file():
-        raise AudioError(f"no audio file at {path}")
+    """Read an audio file (a path or an open binary file) as mono float32, optionally resampled.
+
+    The header is checked before anything is decoded (rate, channels × rate, duration), and the file is
+    decoded block by block, mixed to mono and resampled as it goes, so memory follows the mono result
+    at the target rate, never channels × rate × duration. The result is checked with `check_samples`.
+    """
+    name = name or (Path(source).name if isinstance(source, (str, Path)) else "the audio")
+    if isinstance(source, (str, Path)) and not Path(source).is_file():
+        raise AudioError(f"no audio file at {source}")
     try:
-        info = sf.info(str(path))
-        if info.frames / max(info.samplerate, 1) > max_duration_s:
-            raise AudioError(
-                f"the take is {info.frames / info.samplerate / 60:.1f} min long; "
-                f"the limit is {max_duration_s / 60:.1f} min"
-            )
-        samples, sample_rate = sf.read(str(path), dtype="float32", always_2d=False)
+        with sf.SoundFile(source) as f:
+            sample_rate, channels, frames = f.samplerate, f.channels, f.frames
+            check_header(name, sample_rate, channels, frames, max_duration_s)
+            rate = target_rate or sample_rate
+            stream = soxr.ResampleStream(sample_rate, rate, 1, dtype="float32") if rate != sample_rate else None
+            parts = []
+            for block in f.blocks(blocksize=DECODE_BLOCK_FRAMES, dtype="float32", always_2d=True):
+                mono = block.mean(axis=1, dtype=np.float32)
+                parts.append(stream.resample_chunk(mono) if stream is not None else mono)
+            if stream is not None:
+                parts.append(stream.resample_chunk(np.zeros(0, dtype=np.float32), last=True))
     except AudioError:
         raise
     except Exception as exc:
-        raise AudioError(f"cannot read {path.name} as audio ({str(exc).splitlines()[0][:120]})") from exc
-    mono = to_mono(samples)
-    check_samples(mono, sample_rate, max_duration_s)
-    if target_rate is not None:
-        mono = resample(mono, sample_rate, target_rate)
-        sample_rate = target_rate
-    return mono, sample_rate
+        raise AudioError(f"cannot read {name} as audio ({str(exc).splitlines()[0][:120]})") from exc
+    mono = np.concatenate(parts).astype(np.float32, copy=False) if parts else np.zeros(0, dtype=np.float32)
+    check_samples(mono, rate, max_duration_s)
+    return mono, rate
+
+
+def check_header(name: str, sample_rate: int, channels: int, frames: int, max_duration_s: float) -> None:
+    """Refuse, before decoding, audio whose rate, channel count or length would make decoding a bomb."""
+    if not 0 < sample_rate <= MAX_FILE_SAMPLE_RATE:
+        raise AudioError(f"{name}: sample rate {sample_rate} Hz is outside 1..{MAX_FILE_SAMPLE_RATE} Hz")
+    if channels * sample_rate > MAX_VALUES_PER_SECOND:
+        raise AudioError(
+            f"{name}: {channels} channels at {sample_rate} Hz is more than this program decodes "
+            f"({MAX_VALUES_PER_SECOND} samples per second of audio)"
+        )
+    if frames / sample_rate > max_duration_s:
+        raise AudioError(
+            f"the take is {frames / sample_rate / 60:.1f} min long; the limit is {max_duration_s / 60:.1f} min"
+        )
 
 
 def pick_device(device: str = "auto") -> str:

@@ -2,20 +2,28 @@
 
 from __future__ import annotations
 
+import io
 import re
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from xml.etree import ElementTree
 
+import mido
 import numpy as np
 import numpy.lib.recfunctions as rfn
 import partitura as pt
+from defusedxml import DefusedXmlException
+from defusedxml import ElementTree as defused
 
 from llaqo_model.errors import ScoreError
 
 SCORE_SUFFIXES = {".musicxml", ".xml", ".mxl", ".mid", ".midi"}
 MIDI_SUFFIXES = {".mid", ".midi"}
-_ENTITY = re.compile(rb"<!ENTITY", re.IGNORECASE)
+MAX_SCORE_FILE_BYTES = 16 * 2**20  # a piano score's file is at most a few MiB; this bounds memory
+MAX_SCORE_XML_BYTES = 32 * 2**20  # uncompressed MusicXML inside an .mxl: beyond this it is a zip bomb
+MAX_MIDI_BYTES = 2**20  # MAX_SCORE_NOTES take about 400 KB of MIDI; parsing more is slow (pure Python)
+MAX_SCORE_NOTES = 50_000  # several times the longest piano works (ASAP's largest have ~15,000 notes)
 
 
 @dataclass
@@ -58,18 +66,53 @@ class Score:
         return int(self.note_array["ks_fifths"][0]) if len(self.note_array) else 0
 
 
-def _check_safe_xml(path: Path) -> None:
-    """Refuse MusicXML that declares entities (XXE / billion-laughs); nothing is fetched."""
-    if path.suffix.lower() == ".mxl":
-        try:
-            with zipfile.ZipFile(path) as z:
-                blobs = [z.read(n) for n in z.namelist() if n.lower().endswith((".xml", ".musicxml"))]
-        except (zipfile.BadZipFile, OSError) as exc:
-            raise ScoreError(f"{path.name} is not a readable .mxl archive") from exc
-    else:
-        blobs = [path.read_bytes()]
-    if any(_ENTITY.search(b[:65536]) for b in blobs):
-        raise ScoreError(f"{path.name} declares XML entities, which are not allowed in a score")
+def _checked_xml(data: bytes, name: str) -> bytes:
+    """`data` if it is XML without entity declarations, DTD fetches or external references (XXE,
+    billion laughs), in any encoding and anywhere in the document; else ScoreError. The parser's own
+    settings are the guard (defusedxml), not a scan of the text."""
+    try:
+        defused.fromstring(data, forbid_dtd=False, forbid_entities=True, forbid_external=True)
+    except DefusedXmlException as exc:
+        raise ScoreError(f"{name} declares XML entities, which are not allowed in a score") from exc
+    except ElementTree.ParseError as exc:
+        raise ScoreError(f"{name} is not well-formed XML ({exc})") from exc
+    return data
+
+
+def _mxl_root(data: bytes, name: str) -> bytes:
+    """The score XML inside a compressed MusicXML (.mxl) archive, every member checked and each read
+    bounded by its declared size (zipfile stops there), their sum bounded before anything is inflated."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as z:
+            members = z.infolist()
+            if sum(m.file_size for m in members) > MAX_SCORE_XML_BYTES:
+                raise ScoreError(f"{name} inflates to more than {MAX_SCORE_XML_BYTES // 2**20} MiB")
+            container = _checked_xml(z.read("META-INF/container.xml"), name)
+            rootfile = defused.fromstring(container).find(".//{*}rootfile")
+            if rootfile is None or not rootfile.get("full-path"):
+                raise ScoreError(f"{name} has no score listed in META-INF/container.xml")
+            return _checked_xml(z.read(rootfile.get("full-path")), name)
+    except (zipfile.BadZipFile, KeyError, OSError, RuntimeError) as exc:
+        raise ScoreError(f"{name} is not a readable .mxl archive") from exc
+
+
+def _midi_file(data: bytes, name: str) -> mido.MidiFile:
+    """A MIDI score parsed once, refused before parsing when too large and before analysis when it
+    holds too many notes."""
+    if len(data) > MAX_MIDI_BYTES:
+        raise ScoreError(f"{name} is larger than {MAX_MIDI_BYTES // 2**20} MiB, too large for a MIDI score")
+    try:
+        midi = mido.MidiFile(file=io.BytesIO(data))
+    except Exception as exc:
+        raise ScoreError(f"cannot read {name} as MIDI ({str(exc)[:120] or type(exc).__name__})") from exc
+    notes = sum(1 for track in midi.tracks for m in track if m.type == "note_on" and m.velocity > 0)
+    _check_note_count(notes, name)
+    return midi
+
+
+def _check_note_count(count: int, name: str) -> None:
+    if count > MAX_SCORE_NOTES:
+        raise ScoreError(f"{name} has {count} notes; a score may have at most {MAX_SCORE_NOTES}")
 
 
 def _bar_number(name: str | None, fallback: int) -> int:
@@ -88,18 +131,23 @@ def _dedupe_unisons(na: np.ndarray) -> np.ndarray:
 
 
 def _held_over(na: np.ndarray) -> np.ndarray:
-    """Notes whose pitch is still sounding (or just ending) from another voice: a pianist plays them once."""
+    """Notes whose pitch is still sounding (or just ending) from another voice: a pianist plays them once.
+
+    Per pitch, in onset order: held when an earlier note of the same pitch ends after this onset, or one
+    in another voice or staff ends at or after it. One pass with running maxima (linear, not quadratic).
+    """
     held = np.zeros(len(na), dtype=bool)
     ends = na["onset_div"] + na["duration_div"]
     for pitch in np.unique(na["pitch"]):
         idx = np.flatnonzero(na["pitch"] == pitch)
         idx = idx[np.argsort(na["onset_div"][idx], kind="stable")]
-        for k, i in enumerate(idx):
-            earlier = idx[:k]
-            other_voice = (na["voice"][earlier] != na["voice"][i]) | (na["staff"][earlier] != na["staff"][i])
-            held[i] = bool(np.any(other_voice & (ends[earlier] >= na["onset_div"][i]))) or bool(
-                np.any(ends[earlier] > na["onset_div"][i])
-            )
+        latest_end: dict[tuple[int, int], int] = {}  # (voice, staff) → latest end among earlier notes
+        for i in idx:
+            onset, own = na["onset_div"][i], (int(na["voice"][i]), int(na["staff"][i]))
+            any_later = any(end > onset for end in latest_end.values())
+            other_reaches = any(end >= onset for key, end in latest_end.items() if key != own)
+            held[i] = any_later or other_reaches
+            latest_end[own] = max(latest_end.get(own, ends[i]), ends[i])
     return held
 
 
@@ -108,18 +156,31 @@ def load_score(path: str | Path, unfold_repeats: bool = True) -> Score:
     path = Path(path)
     if not path.is_file():
         raise ScoreError(f"no score file at {path}")
-    suffix = path.suffix.lower()
+    if path.stat().st_size > MAX_SCORE_FILE_BYTES:
+        raise ScoreError(f"{path.name} is larger than {MAX_SCORE_FILE_BYTES // 2**20} MiB")
+    return score_from_bytes(path.read_bytes(), path.suffix, path.name, unfold_repeats, str(path))
+
+
+def score_from_bytes(data: bytes, suffix: str, name: str, unfold_repeats: bool = True,
+                     path: str | None = None) -> Score:
+    """Parse a score held in memory (`suffix` says which kind); raise `ScoreError` if it is not a safe one.
+
+    Nothing is fetched, entities are refused, archives and note counts are bounded before parsing.
+    """
+    suffix = suffix.lower()
     if suffix not in SCORE_SUFFIXES:
         raise ScoreError(f"unsupported score type '{suffix}' (use .musicxml, .xml, .mxl, .mid or .midi)")
+    if len(data) > MAX_SCORE_FILE_BYTES:
+        raise ScoreError(f"{name} is larger than {MAX_SCORE_FILE_BYTES // 2**20} MiB")
     try:
         if suffix in MIDI_SUFFIXES:
-            loaded = pt.load_score_midi(str(path))
+            loaded = pt.load_score_midi(_midi_file(data, name))
         else:
-            _check_safe_xml(path)
-            loaded = pt.load_musicxml(str(path))
+            xml = _mxl_root(data, name) if suffix == ".mxl" else _checked_xml(data, name)
+            loaded = pt.load_musicxml(io.BytesIO(xml))
         parts = [p for p in loaded.parts if len(p.notes_tied)]
         if not parts:
-            raise ScoreError(f"{path.name} contains no notes")
+            raise ScoreError(f"{name} contains no notes")
         part = pt.score.merge_parts(parts) if len(parts) > 1 else parts[0]
         for i, note in enumerate(part.iter_all(pt.score.Note, include_subclasses=True)):
             note.id = f"n{i}"
@@ -136,9 +197,10 @@ def load_score(path: str | Path, unfold_repeats: bool = True) -> Score:
         raise
     except Exception as exc:
         first = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
-        raise ScoreError(f"cannot read {path.name} as a score ({first})") from exc
+        raise ScoreError(f"cannot read {name} as a score ({first})") from exc
     if len(na) == 0:
-        raise ScoreError(f"{path.name} contains no notes")
+        raise ScoreError(f"{name} contains no notes")
+    _check_note_count(len(na), name)
     na = _dedupe_unisons(na)
     bars = _bar_table(part)
     bar_of_note = np.searchsorted(bars["start_div"], na["onset_div"], side="right") - 1
@@ -157,7 +219,7 @@ def load_score(path: str | Path, unfold_repeats: bool = True) -> Score:
     table["bar"] = bars["bar"]
     table["start_beat"] = part.beat_map(bars["start_div"])
     table["end_beat"] = part.beat_map(bars["end_div"])
-    return Score(path=str(path), note_array=na, bars=table, part=part)
+    return Score(path=path or name, note_array=na, bars=table, part=part)
 
 
 def _bar_table(part: pt.score.Part) -> np.ndarray:

@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import logging
 import math
 import pickle
 from dataclasses import dataclass
@@ -22,8 +21,6 @@ import torch.nn.functional as F
 
 from llaqo_model.errors import ModelError
 from llaqo_model.model.frontend import FrontendConfig, audio_windows
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -153,11 +150,13 @@ class AudioMAEEncoder(FbankEncoder):
         path = Path(path)
         if not path.is_file():
             raise ModelError(f"no AudioMAE checkpoint at {path}")
-        try:
+        try:  # never unpickle arbitrary objects from a path a config names: tensors and plain containers only
             blob = torch.load(str(path), map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError:
-            log.warning("%s holds non-tensor objects; loading it with weights_only=False", path)
-            blob = torch.load(str(path), map_location="cpu", weights_only=False)
+        except pickle.UnpicklingError as exc:
+            raise ModelError(
+                f"{path.name} holds objects other than tensors, which are not loaded (unpickling them could "
+                "run code); save its state_dict alone with torch.save"
+            ) from exc
         state = blob.get("model", blob) if isinstance(blob, dict) else blob
         own = self.state_dict()
         picked = {k: v for k, v in state.items() if k in own}
