@@ -1,33 +1,52 @@
-"""What the WebSocket and OSC front ends share: takes, limits, the worker threads, scores and the model.
+"""The one place where a request becomes a result, for every transport (WebSocket, OSC, HTTP).
 
-A `Take` receives PCM on the event loop; `Engine` resamples it to the transcriber's rate and hands
+A `LiveTake` receives PCM on the event loop; `Engine` resamples it to the transcriber's rate and hands
 it to the analysis worker, which transcribes each 16 s segment as soon as it is complete. At take
 end only the last segment is left (`Engine.end_take`); the report is built when it is asked for,
-with the score known at that moment (`Engine.report`).
+with the score known at that moment. `Engine.assess_events` and `Engine.ask_events` are the request
+flows: async iterators of typed events (`llaqo_backend.events`) that a transport only encodes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import io
 import logging
 import resource
-import tempfile
 import time
+from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from llaqo_backend import protocol as p
+from llaqo_backend.events import (
+    AnswerDelta,
+    AnswerDone,
+    AssessmentReady,
+    Event,
+    Mismatch,
+    Progress,
+    ReportReady,
+)
+from llaqo_backend.protocol import (
+    BAD_FRAME,
+    BAD_MESSAGE,
+    NO_MODEL,
+    SCORE_SUFFIX,
+    SERVER_BUSY,
+    TAKE_ENDED,
+    TOO_LONG,
+    ProtocolError,
+)
 from llaqo_backend.worker import FINISH, SCORE, SEGMENT, ModelWorker, Worker
 from llaqo_model.analysis.pipeline import report_from_notes
 from llaqo_model.analysis.report import Note, PedalInterval, PerformanceReport
-from llaqo_model.analysis.score import Score, load_score
+from llaqo_model.analysis.score import Score, score_from_bytes
 from llaqo_model.analysis.stream import Resampler, StreamingTranscription
 from llaqo_model.analysis.transcribe import Transcriber
-from llaqo_model.errors import AudioError
+from llaqo_model.errors import AudioError, LlaqoError
 from llaqo_model.io import load_audio
 
 log = logging.getLogger("llaqo.server")
@@ -47,13 +66,14 @@ class Limits:
     max_score_bytes: int = 4 * 1024 * 1024
     max_sample_rate: int = 192_000
     max_channels: int = 8
+    max_requests_per_client: int = 8  # scores, assess and ask requests one client may have in flight
 
     def to_dict(self) -> dict[str, Any]:
         """The limits as JSON."""
         return asdict(self)
 
 
-class Take:
+class LiveTake:
     """One take being received or already received: audio (at the transcriber's rate) and its notes."""
 
     def __init__(self, take_id: str, sample_rate: int, channels: int, fmt: str, model_rate: int,
@@ -72,6 +92,7 @@ class Take:
         self.peak = 0.0
         self.ended = False
         self.cancelled = False
+        self.frames_refused = False  # frames for a dropped take: the first is answered, the rest ignored
         self.ended_at: float | None = None
         self.segment_job: asyncio.Future | None = None
         self.notes: asyncio.Future = asyncio.get_running_loop().create_future()
@@ -110,14 +131,14 @@ def decode_pcm(data: bytes, fmt: str, channels: int) -> np.ndarray:
     """Raw interleaved PCM → mono float32; raises ProtocolError for frames that are not PCM."""
     width = 4 if fmt == "f32le" else 2
     if len(data) == 0 or len(data) % (width * channels):
-        raise p.ProtocolError(p.BAD_FRAME, f"a {fmt} frame for {channels} channel(s) must be a non-empty "
+        raise ProtocolError(BAD_FRAME, f"a {fmt} frame for {channels} channel(s) must be a non-empty "
                               f"multiple of {width * channels} bytes (got {len(data)})")
     if fmt == "f32le":
         pcm = np.frombuffer(data, dtype="<f4")
     else:
         pcm = np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0
     if not np.all(np.isfinite(pcm)) or float(np.max(np.abs(pcm))) > MAX_SAMPLE:
-        raise p.ProtocolError(p.BAD_FRAME, f"the frame is not {fmt} audio (non-finite or huge sample values)")
+        raise ProtocolError(BAD_FRAME, f"the frame is not {fmt} audio (non-finite or huge sample values)")
     return pcm.reshape(-1, channels).mean(axis=1, dtype=np.float32)
 
 
@@ -132,9 +153,8 @@ class Engine:
         self.model_rate = transcriber.sample_rate
         self.worker = Worker("llaqo-analysis")
         self.model_worker = ModelWorker(assessor, max_batch) if assessor is not None else None
-        self.takes: set[Take] = set()
+        self.takes: set[LiveTake] = set()
         self.connections = 0
-        self.score_dir = tempfile.TemporaryDirectory(prefix="llaqo-scores-")
 
     @property
     def model_name(self) -> str | None:
@@ -175,34 +195,43 @@ class Engine:
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         }
 
-    def start_take(self, take_id: str, sample_rate: int, channels: int, fmt: str) -> Take:
+    def start_take(self, take_id: str, sample_rate: int, channels: int, fmt: str) -> LiveTake:
         """A new take (PCM follows via `feed`)."""
         lim = self.limits
         if not 8000 <= sample_rate <= lim.max_sample_rate:
-            raise p.ProtocolError(p.BAD_MESSAGE, f"sample_rate must be 8000..{lim.max_sample_rate}", take_id)
+            raise ProtocolError(BAD_MESSAGE, f"sample_rate must be 8000..{lim.max_sample_rate}", take_id)
         if not 1 <= channels <= lim.max_channels:
-            raise p.ProtocolError(p.BAD_MESSAGE, f"channels must be 1..{lim.max_channels}", take_id)
-        take = Take(take_id, sample_rate, channels, fmt, self.model_rate,
+            raise ProtocolError(BAD_MESSAGE, f"channels must be 1..{lim.max_channels}", take_id)
+        take = LiveTake(take_id, sample_rate, channels, fmt, self.model_rate,
                     StreamingTranscription(self.transcriber), keep_audio=self.assessor is not None)
         self.takes.add(take)
         return take
 
-    def feed(self, take: Take, data: bytes) -> None:
-        """Append one binary frame of PCM and schedule the segments it completes."""
+    def feed(self, take: LiveTake, data: bytes) -> None:
+        """Append one binary frame of PCM and schedule the segments it completes.
+
+        Frames for a take that was dropped (too long, server busy, replaced) are refused: the first
+        with an error, later ones silently, so the audio budget is never exceeded through them."""
+        if take.cancelled:
+            if take.frames_refused:
+                return
+            take.frames_refused = True
+            raise ProtocolError(TAKE_ENDED, f"take '{take.take_id}' was dropped; its audio is refused",
+                                take.take_id)
         if take.ended:
-            raise p.ProtocolError(p.TAKE_ENDED, f"take '{take.take_id}' has ended; start a new take", take.take_id)
+            raise ProtocolError(TAKE_ENDED, f"take '{take.take_id}' has ended; start a new take", take.take_id)
         mono = decode_pcm(data, take.format, take.channels)
         self._append(take, take.resampler(mono))
 
-    def _append(self, take: Take, mono: np.ndarray) -> None:
+    def _append(self, take: LiveTake, mono: np.ndarray) -> None:
         lim = self.limits
         if take.duration_s + len(mono) / self.model_rate > lim.max_take_s:
             self.cancel(take)
-            raise p.ProtocolError(p.TOO_LONG, f"take '{take.take_id}' is longer than the limit of "
+            raise ProtocolError(TOO_LONG, f"take '{take.take_id}' is longer than the limit of "
                                   f"{lim.max_take_s:.0f} s; it was dropped", take.take_id)
         if self.buffered_s() + len(mono) / self.model_rate > lim.max_buffered_audio_s:
             self.cancel(take)
-            raise p.ProtocolError(p.SERVER_BUSY, "the server holds too much audio right now; take "
+            raise ProtocolError(SERVER_BUSY, "the server holds too much audio right now; take "
                                   f"'{take.take_id}' was dropped, try again later", take.take_id)
         if not len(mono):
             return
@@ -215,18 +244,18 @@ class Engine:
             take.segment_job = self.worker.submit(SEGMENT, lambda: self._segment(take))
             take.segment_job.add_done_callback(lambda f: self._segment_done(take, f))
 
-    def _drain(self, take: Take) -> None:
+    def _drain(self, take: LiveTake) -> None:
         while take.inbox:
             take.transcription.feed(take.inbox.popleft())
 
-    def _segment(self, take: Take) -> None:
+    def _segment(self, take: LiveTake) -> None:
         """Worker thread: move new audio in, transcribe one segment if one is complete."""
         if take.cancelled or take.transcription.finished:
             return
         self._drain(take)
         take.transcription.step()
 
-    def _segment_done(self, take: Take, future: asyncio.Future) -> None:
+    def _segment_done(self, take: LiveTake, future: asyncio.Future) -> None:
         take.segment_job = None
         if not future.cancelled() and future.exception() is not None:
             log.error("segment transcription failed for %s: %s", take.take_id, future.exception())
@@ -236,10 +265,10 @@ class Engine:
             take.segment_job = self.worker.submit(SEGMENT, lambda: self._segment(take))
             take.segment_job.add_done_callback(lambda f: self._segment_done(take, f))
 
-    def end_take(self, take: Take, client: str = "") -> None:
+    def end_take(self, take: LiveTake, client: str = "") -> None:
         """The take is complete: transcribe its tail now (ahead of other takes' segments); logs one line."""
         if take.ended:
-            raise p.ProtocolError(p.TAKE_ENDED, f"take '{take.take_id}' has already ended", take.take_id)
+            raise ProtocolError(TAKE_ENDED, f"take '{take.take_id}' has already ended", take.take_id)
         self._append(take, take.resampler(np.zeros(0, dtype=np.float32), last=True))
         take.ended = True
         take.ended_at = time.perf_counter()
@@ -247,26 +276,17 @@ class Engine:
         job.add_done_callback(lambda f: _forward(f, take.notes))
         take.notes.add_done_callback(lambda f: _log_take(f"{client}/{take.take_id}", take))
 
-    async def take_from_bytes(self, take_id: str, data: bytes, fmt: str, client: str = "") -> Take:
-        """A take that arrived whole (`take.file`): decode it and transcribe it."""
-        path = Path(self.score_dir.name) / f"take-{id(data)}.{fmt}"
-        path.write_bytes(data)
-        try:
-            return await self.take_from_file(take_id, path, client)
-        finally:
-            path.unlink(missing_ok=True)
-
-    async def take_from_file(self, take_id: str, path: str | Path, client: str = "") -> Take:
-        """A take read from an audio file (resampled to the transcriber's rate) and transcribed."""
+    async def take_from_bytes(self, take_id: str, data: bytes, fmt: str, client: str = "") -> LiveTake:
+        """A take that arrived whole (a WAV/FLAC file's bytes): decode it in the worker and transcribe it."""
         samples, _ = await self.worker.submit(
-            FINISH, lambda: load_audio(path, self.model_rate, self.limits.max_take_s)
+            FINISH, lambda: load_audio(io.BytesIO(data), self.model_rate, self.limits.max_take_s, f"{take_id}.{fmt}")
         )
         take = self.start_take(take_id, self.model_rate, 1, "f32le")
         self._append(take, samples)
         self.end_take(take, client)
         return take
 
-    def _finish(self, take: Take) -> tuple[list[Note], list[PedalInterval]]:
+    def _finish(self, take: LiveTake) -> tuple[list[Note], list[PedalInterval]]:
         """Worker thread: check the audio, transcribe the last segment, free the transcriber state."""
         if take.cancelled:
             return [], []  # nobody waits: cancel() already cancelled take.notes
@@ -277,27 +297,25 @@ class Engine:
             raise AudioError("the take is silent")
         return take.transcription.finish()
 
-    def parse_score(self, take_id: str, data: bytes, fmt: str) -> asyncio.Future:
-        """Parse a score in the worker (entities refused, nothing fetched); the future gives a Score."""
+    def parse_score(self, take_id: str, data: bytes, fmt: str, name: str | None = None) -> asyncio.Future:
+        """Parse a score's bytes in the worker (entities refused, nothing fetched); the future gives a Score."""
         if len(data) > self.limits.max_score_bytes:
-            raise p.ProtocolError(p.BAD_MESSAGE, f"the score is larger than {self.limits.max_score_bytes} bytes",
-                                  take_id)
-        path = Path(self.score_dir.name) / f"{abs(hash((take_id, id(data))))}{p.SCORE_SUFFIX[fmt]}"
-        path.write_bytes(data)
+            raise ProtocolError(BAD_MESSAGE, f"the score is larger than {self.limits.max_score_bytes} bytes",
+                                take_id)
+        suffix = SCORE_SUFFIX[fmt]
+        return self.worker.submit(SCORE, lambda: score_from_bytes(data, suffix, name or f"{take_id}{suffix}"))
 
-        def parse() -> Score:
-            try:
-                return load_score(path)
-            finally:
-                path.unlink(missing_ok=True)
+    @staticmethod
+    async def score_of(parsed: asyncio.Future | None) -> Score | None:
+        """The score a request uses: None when none was sent or it failed (that error was sent when parsed)."""
+        if parsed is None:
+            return None
+        try:
+            return await asyncio.shield(parsed)
+        except LlaqoError:
+            return None
 
-        return self.worker.submit(SCORE, parse)
-
-    def score_from_file(self, path: str | Path) -> asyncio.Future:
-        """Parse a score file in the worker."""
-        return self.worker.submit(SCORE, lambda: load_score(path))
-
-    async def report(self, take: Take, score: Score | None, audio_name: str) -> PerformanceReport:
+    async def report(self, take: LiveTake, score: Score | None, audio_name: str) -> PerformanceReport:
         """The take's report against `score` (built once per score; waits for the transcription)."""
         notes, pedal = await asyncio.shield(take.notes)
         if take.report is None or take.report_score is not score:
@@ -310,19 +328,38 @@ class Engine:
             take.report_score = score
         return take.report
 
-    async def assess(self, take: Take, report: PerformanceReport) -> dict[str, Any]:
-        """The model's assessment (queued and batched with other clients')."""
-        if self.model_worker is None:
-            raise p.ProtocolError(p.NO_MODEL, "no model is loaded on this server", take.take_id)
-        return await self.model_worker.assess(take.samples(), self.model_rate, report)
+    async def assess_events(self, take: LiveTake, score: asyncio.Future | None, name: str) -> AsyncIterator[Event]:
+        """The assess flow: progress, the report (with a mismatch warning first when the take does not
+        match its score), then the model's assessment when a model is loaded."""
+        tid = take.take_id
+        yield Progress(tid, "transcribing", take.transcribed_fraction())
+        report = await self.report(take, await self.score_of(score), name)
+        yield Progress(tid, "analysed", 1.0)
+        if report.score_mismatch is not None:
+            yield Mismatch(tid, report.score_mismatch)
+        yield ReportReady(tid, report)
+        if self.model_worker is not None:
+            yield Progress(tid, "assessing", 0.0)
+            assessment = await self.model_worker.assess(take.samples(), self.model_rate, report)
+            yield AssessmentReady(tid, assessment)
 
-    def ask(self, take: Take, report: PerformanceReport, question: str):
-        """Async iterator of answer deltas."""
+    def check_model(self, take_id: str | None = None, request_id: str | None = None) -> None:
+        """Refuse at once a request that needs the model when none is loaded."""
         if self.model_worker is None:
-            raise p.ProtocolError(p.NO_MODEL, "no model is loaded on this server", take.take_id)
-        return self.model_worker.ask(take.samples(), self.model_rate, report, question)
+            raise ProtocolError(NO_MODEL, "no model is loaded on this server", take_id, request_id)
 
-    def cancel(self, take: Take) -> None:
+    async def ask_events(self, take: LiveTake, score: asyncio.Future | None, question: str,
+                         request_id: str) -> AsyncIterator[Event]:
+        """The ask flow: answer deltas as the model generates them, then the whole answer."""
+        self.check_model(take.take_id, request_id)
+        report = await self.report(take, await self.score_of(score), take.take_id)
+        parts = []
+        async for delta in self.model_worker.ask(take.samples(), self.model_rate, report, question):
+            parts.append(delta)
+            yield AnswerDelta(request_id, take.take_id, delta)
+        yield AnswerDone(request_id, take.take_id, "".join(parts))
+
+    def cancel(self, take: LiveTake) -> None:
         """Drop a take: its queued work is skipped and its audio freed."""
         take.cancelled = True
         take.inbox.clear()
@@ -332,11 +369,10 @@ class Engine:
         self.takes.discard(take)
 
     def close(self) -> None:
-        """Stop the workers (the running job finishes) and delete temporary files."""
+        """Stop the workers (the running job finishes; queued ones are cancelled)."""
         self.worker.close()
         if self.model_worker is not None:
             self.model_worker.close()
-        self.score_dir.cleanup()
 
 
 def _forward(source: asyncio.Future, target: asyncio.Future) -> None:
@@ -350,7 +386,7 @@ def _forward(source: asyncio.Future, target: asyncio.Future) -> None:
         target.set_result(source.result())
 
 
-def _log_take(name: str, take: Take) -> None:
+def _log_take(name: str, take: LiveTake) -> None:
     """The one log line per take."""
     notes = take.notes
     if notes.cancelled():

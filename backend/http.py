@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import hmac
 import itertools
 import json
 import logging
@@ -30,23 +29,24 @@ import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from llaqo_backend import protocol as p
+from llaqo_backend import protocol
+from llaqo_backend.access import AccessPolicy, token_ok
+from llaqo_backend.access import refusal as access_refusal
+from llaqo_backend.context import ServeContext
+from llaqo_backend.events import AssessmentReady, ReportReady
 from llaqo_model.annotate import plan_annotations, read_written_score
-from llaqo_model.errors import LlaqoError
-
-if TYPE_CHECKING:
-    from llaqo_backend.server import Server
+from llaqo_model.errors import AudioError, LlaqoError, ScoreError
 
 log = logging.getLogger("llaqo.server")
 HTTP_HOST = "127.0.0.1"  # paths in requests name this machine's files: never listen beyond it
-LOOPBACK_NAMES = {"localhost", "127.0.0.1", "[::1]"}
+PLUGIN_POLICY = AccessPolicy(HTTP_HOST)  # plugins are native programs: no browser Origin is ever allowed
 MAX_BODY_BYTES = 64 * 1024  # two paths and a few options
 LONG_POLL_S = 15.0  # a job request waits this long for the answer: well inside MuseScore's 30 s request limit
 MAX_JOBS = 16  # unanswered and uncollected jobs held at once (each holds one take until it is analysed)
-STATUS = {p.UNAUTHORIZED: 401, "forbidden": 403, "not_found": 404, p.BAD_JSON: 400, p.BAD_MESSAGE: 400,
-          p.SERVER_BUSY: 503, p.INTERNAL: 500}
+STATUS = {protocol.UNAUTHORIZED: 401, "forbidden": 403, "not_found": 404, protocol.BAD_JSON: 400,
+          protocol.BAD_MESSAGE: 400, protocol.SERVER_BUSY: 503, protocol.INTERNAL: 500}
 FAILED_STATUS = 422  # the request was fine, the take or score was not (the message says why)
 
 
@@ -59,25 +59,23 @@ class HttpError(Exception):
 
 
 def refusal(headers: Any, token: str | None) -> HttpError | None:
-    """Why a request may not be served (Host, Origin, token), or None when it may."""
-    host = (headers.get("Host") or "").strip().lower()
-    name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
-    if name not in LOOPBACK_NAMES:
-        return HttpError("forbidden", f"Host '{host}' is not a loopback name")
-    if headers.get("Origin") is not None:
-        return HttpError("forbidden", "requests from web pages (with an Origin) are not served")
+    """Why a request may not be served (Host, Origin, token), or None when it may: the WebSocket's rules
+    (`access.refusal`), with no browser Origin allowed at all."""
+    reason = access_refusal(headers.get("Host"), headers.get("Origin"), PLUGIN_POLICY)
+    if reason is not None:
+        return HttpError("forbidden", reason)
     if token:
         sent = (headers.get("Authorization") or "").removeprefix("Bearer ").strip()
-        if not hmac.compare_digest(sent.encode(), token.encode()):
-            return HttpError(p.UNAUTHORIZED, "missing or wrong token (Authorization: Bearer TOKEN)")
+        if not token_ok(sent, token):
+            return HttpError(protocol.UNAUTHORIZED, "missing or wrong token (Authorization: Bearer TOKEN)")
     return None
 
 
 class HttpEndpoint:
-    """The HTTP server thread; work runs on `server`'s event loop and engine."""
+    """The HTTP server thread; work runs on the event loop through the engine's assess flow."""
 
-    def __init__(self, server: Server) -> None:
-        self.server = server
+    def __init__(self, ctx: ServeContext) -> None:
+        self.ctx = ctx
         self.loop: asyncio.AbstractEventLoop | None = None
         self._http: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -109,7 +107,7 @@ class HttpEndpoint:
         """Handler thread: start the request on the event loop; return its job id."""
         assert self.loop is not None
         if len(self.jobs) >= MAX_JOBS:
-            raise HttpError(p.SERVER_BUSY, f"{MAX_JOBS} plugin requests are already waiting; try again later")
+            raise HttpError(protocol.SERVER_BUSY, f"{MAX_JOBS} plugin requests are already waiting; try again later")
         job = f"j{next(self._ids)}"
         self.jobs[job] = asyncio.run_coroutine_threadsafe(self.annotate(body), self.loop)
         return job
@@ -123,11 +121,11 @@ class HttpEndpoint:
             result = future.result(timeout=LONG_POLL_S)
         except concurrent.futures.TimeoutError:
             return 200, {"type": "pending", "job": job}
-        except (LlaqoError, p.ProtocolError) as exc:  # the take or score is unusable, or the server is full
+        except (LlaqoError, protocol.ProtocolError) as exc:  # the take or score is unusable, or the server is full
             result = (FAILED_STATUS, {"type": "error", "code": exc.code, "message": str(exc)})
         except Exception as exc:  # the server keeps serving; the plugin shows the line
             log.error("plugin request %s failed: %r", job, exc)
-            result = (500, {"type": "error", "code": p.INTERNAL, "message": f"unexpected {type(exc).__name__}"})
+            result = (500, {"type": "error", "code": protocol.INTERNAL, "message": f"unexpected {type(exc).__name__}"})
         else:
             result = (200, result)
         self.jobs.pop(job, None)
@@ -136,12 +134,22 @@ class HttpEndpoint:
     async def annotate(self, body: dict[str, Any]) -> dict[str, Any]:
         """Analyse the take against the score (and assess it when a model is loaded); return the plan."""
         score_path, audio_path = _path(body, "score"), _path(body, "audio")
-        engine = self.server.engine
-        score = await engine.score_from_file(score_path)
-        take = await engine.take_from_file(f"http-{next(self._ids)}", audio_path, "http")
+        engine, files, take_id = self.ctx.engine, self.ctx.files, f"http-{next(self._ids)}"
+        fmt = protocol.SCORE_FORMAT_OF_SUFFIX.get(score_path.suffix.lower())
+        if fmt is None:
+            raise ScoreError(f"unsupported score type '{score_path.suffix[:20]}' (.musicxml, .xml, .mxl, .mid)")
+        parsed = engine.parse_score(take_id, await asyncio.to_thread(files.read, str(score_path), ScoreError), fmt,
+                                    score_path.name)
+        score = await parsed
+        audio = await asyncio.to_thread(files.read, str(audio_path), AudioError)
+        take = await engine.take_from_bytes(take_id, audio, audio_path.suffix.lstrip("."), "http")
+        report, assessment = None, None
         try:
-            report = await engine.report(take, score, audio_path.name)
-            assessment = await engine.assess(take, report) if engine.model_worker is not None else None
+            async for event in engine.assess_events(take, parsed, audio_path.name):
+                if isinstance(event, ReportReady):
+                    report = event.report
+                elif isinstance(event, AssessmentReady):
+                    assessment = event.assessment
         finally:
             engine.cancel(take)
 
@@ -159,10 +167,10 @@ class HttpEndpoint:
 def _path(body: dict[str, Any], key: str) -> Path:
     value = body.get(key)
     if not isinstance(value, str) or not value:
-        raise HttpError(p.BAD_MESSAGE, f"'{key}' must be the path of a file on this machine")
+        raise HttpError(protocol.BAD_MESSAGE, f"'{key}' must be the path of a file on this machine")
     path = Path(value)
     if not path.is_absolute():
-        raise HttpError(p.BAD_MESSAGE, f"'{key}' must be an absolute path")
+        raise HttpError(protocol.BAD_MESSAGE, f"'{key}' must be an absolute path")
     return path
 
 
@@ -178,8 +186,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _get(self) -> tuple[int, dict[str, Any]]:
         if self.path == "/v1/health":
-            engine = self.owner.server.engine
-            return 200, {"type": "ok", "server": self.owner.server.name, "model": engine.model_name}
+            ctx = self.owner.ctx
+            return 200, {"type": "ok", "server": ctx.server_name, "model": ctx.engine.model_name}
         if self.path.startswith("/v1/jobs/"):
             return self.owner.collect(self.path.removeprefix("/v1/jobs/"))
         raise HttpError("not_found", f"no {self.path} here (POST /v1/annotate, GET /v1/jobs/JOB, GET /v1/health)")
@@ -188,23 +196,23 @@ class _Handler(BaseHTTPRequestHandler):
         if self.path != "/v1/annotate":
             raise HttpError("not_found", f"no {self.path} here (POST /v1/annotate)")
         if (self.headers.get("Content-Type") or "").split(";")[0].strip() != "application/json":
-            raise HttpError(p.BAD_MESSAGE, "the body must be JSON (Content-Type: application/json)")
+            raise HttpError(protocol.BAD_MESSAGE, "the body must be JSON (Content-Type: application/json)")
         length = int(self.headers.get("Content-Length") or 0)
         if not 0 < length <= MAX_BODY_BYTES:
-            raise HttpError(p.BAD_MESSAGE, f"the body must be 1 to {MAX_BODY_BYTES} bytes of JSON")
+            raise HttpError(protocol.BAD_MESSAGE, f"the body must be 1 to {MAX_BODY_BYTES} bytes of JSON")
         try:
             body = json.loads(self.rfile.read(length))
         except (UnicodeDecodeError, json.JSONDecodeError):
-            raise HttpError(p.BAD_JSON, "the body is not valid JSON") from None
+            raise HttpError(protocol.BAD_JSON, "the body is not valid JSON") from None
         if not isinstance(body, dict):
-            raise HttpError(p.BAD_MESSAGE, "the body must be a JSON object")
+            raise HttpError(protocol.BAD_MESSAGE, "the body must be a JSON object")
         for key in ("score", "audio"):  # refuse malformed requests before queueing them
             _path(body, key)
         return 202, {"type": "pending", "job": self.owner.submit(body)}
 
     def _answer(self, handle: Callable[[], tuple[int, dict[str, Any]]]) -> None:
         try:
-            if (refused := refusal(self.headers, self.owner.server.config.token)) is not None:
+            if (refused := refusal(self.headers, self.owner.ctx.config.token)) is not None:
                 raise refused
             status, message = handle()
         except HttpError as exc:

@@ -23,6 +23,7 @@ PCM_FORMATS = ("f32le", "s16le")
 AUDIO_FILE_FORMATS = ("wav", "flac")
 SCORE_FORMATS = ("musicxml", "mxl", "midi")
 SCORE_SUFFIX = {"musicxml": ".musicxml", "mxl": ".mxl", "midi": ".mid"}
+SCORE_FORMAT_OF_SUFFIX = {".musicxml": "musicxml", ".xml": "musicxml", ".mxl": "mxl", ".mid": "midi", ".midi": "midi"}
 CAPABILITIES = ["stream", "take.file", "score", "assess", "ask", "stats"]
 
 # Error codes sent in {"type": "error", "code": ...}.
@@ -39,6 +40,7 @@ BAD_FRAME = "bad_frame"
 TOO_LONG = "take_too_long"
 TOO_MANY_TAKES = "too_many_takes"
 SERVER_BUSY = "server_busy"
+TOO_MANY_REQUESTS = "too_many_requests"
 NO_MODEL = "no_model"
 SCORE_MISMATCH = "score_mismatch"
 CANCELLED = "cancelled"

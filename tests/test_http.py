@@ -22,9 +22,11 @@ TOKEN = "s3cret"
 
 
 @pytest.fixture(scope="module")
-def server(analyzer):
-    """Reports-only server with a token; its WebSocket and plugin ports are picked free."""
-    config = ServerConfig(ws_port=0, osc_port=None, http_port=0, token=TOKEN)
+def server(analyzer, tmp_path_factory):
+    """Reports-only server with a token; its WebSocket and plugin ports are picked free; it reads files
+    only under pytest's temporary folder."""
+    config = ServerConfig(ws_port=0, osc_port=None, http_port=0, token=TOKEN,
+                          files_from=[tmp_path_factory.getbasetemp()])
     with ServerThread(Server(Engine(analyzer.transcriber), config)) as running:
         yield running
 

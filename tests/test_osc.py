@@ -43,7 +43,8 @@ def osc_server(analyzer, tmp_path_factory):
 
     checkpoint = build_tiny_checkpoint(tmp_path_factory.mktemp("model") / "tiny")
     engine = Engine(analyzer.transcriber, Assessor.load(checkpoint, "cpu"))
-    config = ServerConfig(ws_port=0, osc_port=0, results_dir=tmp_path_factory.mktemp("results"))
+    config = ServerConfig(ws_port=0, osc_port=0, results_dir=tmp_path_factory.mktemp("results"),
+                          files_from=[tmp_path_factory.getbasetemp()])
     with ServerThread(Server(engine, config)) as running:
         yield running
 
