@@ -10,8 +10,8 @@ import pytest
 from llaqo_backend.engine import Engine, Limits
 from llaqo_backend.harness import ServerThread
 from llaqo_backend.server import Server, ServerConfig
-from llaqo_backend.worker import ModelWorker
-from llaqo_bridge.client import LlaqoClient
+from llaqo_backend.worker import ModelWorker, Worker
+from llaqo_bridge.client import LlaqoClient, LlaqoServerError
 from llaqo_model.analysis.report import RUBRIC_KEYS, PerformanceReport
 
 RATE = 44100
@@ -124,3 +124,46 @@ def test_warm_up_runs_the_model_once_and_leaves_no_take_behind(analyzer, assesso
         assert engine.stats()["takes"] == 0 and engine.buffered_s() == 0
     finally:
         engine.close()
+
+
+def test_a_failing_model_call_gives_an_error_and_the_next_assess_works(model_server, short_take, assessor):
+    """The model thread died on a failure outside its try (here: a wrong number of results), after which
+    every assess hung forever."""
+
+    async def go():
+        async with await LlaqoClient.connect(model_server.url) as client:
+            await client.stream_take("bad", short_take, RATE, chunk_s=0.05)
+            assessor.assess_batch = lambda batch: []  # one broken model call
+            try:
+                with pytest.raises(LlaqoServerError) as failed:
+                    await client.assess("bad", timeout=120)
+            finally:
+                del assessor.assess_batch
+            await client.stream_take("good", short_take, RATE, chunk_s=0.05)
+            return failed.value, await client.assess("good", timeout=120)
+
+    error, result = asyncio.run(go())
+    assert error.code == "internal_error" and error.data["take_id"] == "bad"
+    assert set(result.assessment["ratings"]) == set(RUBRIC_KEYS)
+
+
+def test_a_dead_worker_thread_is_restarted_on_the_next_job():
+    worker = Worker("test-worker")
+
+    async def go():
+        def interrupted():
+            raise KeyboardInterrupt  # not an Exception: still handed back, the thread lives on
+
+        with pytest.raises(KeyboardInterrupt):
+            await worker.submit(0, interrupted)
+        worker._thread.join(0.1)
+        alive_after_interrupt = worker._thread.is_alive()
+        worker.close()  # the thread stops as if it had died
+        worker._closed = False
+        return alive_after_interrupt, await asyncio.wait_for(worker.submit(0, lambda: 42), 30)
+
+    try:
+        alive, answer = asyncio.run(go())
+    finally:
+        worker.close()
+    assert alive and answer == 42 and worker.restarts == 1
