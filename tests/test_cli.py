@@ -138,3 +138,53 @@ def test_min_confidence_outside_0_to_1_is_refused_in_one_line(takes):
     run = llaqo("analyze", str(takes["wrong_bar4"]), "--min-confidence", "1.5", "--no-model")
     assert run.returncode == 2 and "Traceback" not in run.stderr
     assert "expected a confidence between 0 and 1, got '1.5'" in run.stderr.strip().splitlines()[-1]
+
+
+def test_batch_repairs_a_torn_last_line_and_exits_non_zero_saying_how_many_failed(takes, tmp_path):
+    """A kill tore the last line: the next run drops it, redoes that take, and both lines end up whole."""
+    manifest = tmp_path / "session.csv"
+    manifest.write_text(f"audio,score\n{takes['silent']},\n{takes['notes']},\n")
+    out = tmp_path / "results.jsonl"
+    whole = json.dumps({"audio": str(takes["silent"]), "error": "the audio is silent", "code": "bad_audio"})
+    out.write_text(whole + "\n" + '{"audio": "' + str(takes["notes"])[:10])  # torn mid-line, no newline
+    run = llaqo("batch", str(manifest), "--out", str(out), "--no-model")
+    assert run.returncode == 2
+    assert "llaqo: error: 1 of 1 takes failed" in run.stderr
+    lines = [json.loads(x) for x in out.read_text().splitlines()]
+    assert [x["audio"] for x in lines] == [str(takes["silent"]), str(takes["notes"])]
+    assert lines[1]["code"] == "bad_audio"
+
+
+def test_resume_survives_lines_that_are_not_objects(tmp_path):
+    from llaqo_model.cli import resume_results
+
+    out = tmp_path / "results.jsonl"
+    out.write_text('[1, 2]\n"text"\n{"audio": "a.wav", "duration_s": 3}\nnull\n{"audio": 5}\n')
+    assert resume_results(out, retry_errors=False) == {"a.wav"}
+    assert out.read_text() == '{"audio": "a.wav", "duration_s": 3}\n'
+
+
+def test_retry_errors_rewrites_atomically(tmp_path, monkeypatch):
+    """--retry-errors rewrites the file through a temporary file and os.replace: a kill during the
+    rewrite (here: the replace fails) leaves the original untouched."""
+    import os
+
+    from llaqo_model.cli import resume_results
+
+    out = tmp_path / "results.jsonl"
+    original = '{"audio": "a.wav", "duration_s": 3}\n{"audio": "b.wav", "error": "bad", "code": "bad_audio"}\n'
+    out.write_text(original)
+    replaced = []
+
+    def killed(src, dst):
+        replaced.append((Path(src), Path(dst)))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "replace", killed)
+    with pytest.raises(KeyboardInterrupt):
+        resume_results(out, retry_errors=True)
+    assert out.read_text() == original
+    assert replaced and replaced[0][1] == out and replaced[0][0] != out
+    monkeypatch.undo()
+    assert resume_results(out, retry_errors=True) == {"a.wav"}
+    assert out.read_text() == '{"audio": "a.wav", "duration_s": 3}\n'
