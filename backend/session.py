@@ -95,6 +95,8 @@ class Connection:
                     await self.send(exc.to_message())
                 except Exception as exc:
                     await self.send(encode(error_event(exc)))
+        except ConnectionClosed:  # the client went away abruptly: cleaned up below like any departure
+            pass
         finally:
             self.engine.connections -= 1
             self.close()

@@ -1,7 +1,10 @@
 """Soak on loopback: N clients stream takes, first alone, then while a hostile client attacks the server.
 
-    python benchmarks/load_server.py [--clients 20] [--seconds 12] [--model tiny|embedded|PATH|none] [--fast]
-                                     [--hostile-rounds 3]
+    python benchmarks/load_server.py [--clients 6] [--seconds 12] [--model tiny|embedded|PATH|none] [--fast]
+                                     [--hostile-rounds 2]
+
+The issue's configuration is `--clients 20` (about 15 minutes on two free cores); the defaults run in a
+few minutes.
 
 Every well-behaved client streams the chorale (rendered at a tempo that lasts `--seconds`) with its
 score, in real time unless `--fast`, sends take.end and assess, and checks that its report is correct
@@ -48,7 +51,8 @@ HOST = "127.0.0.1"
 HELLO = json.dumps({"type": "hello", "client": "hostile", "protocol": 1})
 FLOOD = 1000  # assess requests sent at once per round
 SILENT_CONNECTIONS = 20  # connections per round that never say hello
-REPLY_TIMEOUT_S = 120.0  # the hostile client gives up waiting for a reply after this
+ASSESS_TIMEOUT_S = 1800.0  # on a loaded 2-core machine 20 takes queue for many minutes
+REPLY_TIMEOUT_S = 900.0  # bombs wait behind take tails in the one analysis worker; bounded anyway
 
 
 async def client_run(url: str, n: int, audio: np.ndarray, score_path: Path, realtime: bool) -> dict:
@@ -59,7 +63,7 @@ async def client_run(url: str, n: int, audio: np.ndarray, score_path: Path, real
         t_end = time.perf_counter()
         await client.end_take(f"t{n}")
         since_end = time.perf_counter() - t_end
-        result = await client.assess(f"t{n}")
+        result = await client.assess(f"t{n}", timeout=ASSESS_TIMEOUT_S)
         align = result.report["alignment"] or {}
         return {
             "report_s": since_end + result.report_latency_s,
@@ -129,20 +133,21 @@ async def hostile(url: str, osc_port: int | None, messages: list[tuple[str, dict
             async with connect(url, max_size=None) as ws:
                 await ws.send(HELLO)
                 await ws.recv()
-                for label, message in messages:
+                labels = {message["take_id"]: label for label, message in messages}
+                for _, message in messages:  # bombs first, all at once
                     await ws.send(json.dumps(message))
-                    reply = json.loads(await asyncio.wait_for(ws.recv(), REPLY_TIMEOUT_S))
-                    answers[f"{label}: {reply.get('code')}"] += 1
                 await ws.send(json.dumps({"type": "take.start", "take_id": "flood", "sample_rate": RATE,
                                           "channels": 1, "format": "f32le"}))
                 for _ in range(FLOOD):
                     await ws.send(json.dumps({"type": "assess", "take_id": "flood"}))
-                await ws.send(json.dumps({"type": "stats"}))
-                while True:
+                pending = set(labels)
+                while pending:  # every bomb answered (the flood's refusals come at once, in between)
                     reply = json.loads(await asyncio.wait_for(ws.recv(), REPLY_TIMEOUT_S))
-                    if reply["type"] == "stats":
-                        break
-                    answers[f"flood: {reply.get('code') or reply['type']}"] += 1
+                    if reply.get("take_id") in labels:
+                        answers[f"{labels[reply['take_id']]}: {reply.get('code')}"] += 1
+                        pending.discard(reply["take_id"])
+                    else:
+                        answers[f"flood: {reply.get('code') or reply['type']}"] += 1
         except (WebSocketException, TimeoutError) as exc:
             answers[f"hostile connection ended: {type(exc).__name__}"] += 1
         for ws in silent:
@@ -184,15 +189,16 @@ def summary(name: str, results: list, wall: float, audio_s: float) -> str:
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.ERROR, format="  server: %(message)s")
+    logging.basicConfig(level=logging.WARNING, format="  server: %(message)s")
+    logging.getLogger("llaqo.server").setLevel(logging.INFO)
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--clients", type=int, default=20)
+    ap.add_argument("--clients", type=int, default=6)
     ap.add_argument("--seconds", type=float, default=12.0,
                     help="take length (the chorale at < 12 s is too fast to transcribe note-perfectly)")
     ap.add_argument("--model", default="tiny")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--fast", action="store_true", help="stream as fast as possible instead of in real time")
-    ap.add_argument("--hostile-rounds", type=int, default=3, help="attack rounds during the hostile run")
+    ap.add_argument("--hostile-rounds", type=int, default=2, help="attack rounds during the hostile run")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         audio, score_path = render_take(args.seconds, Path(tmp))
