@@ -303,7 +303,9 @@ class Engine:
             raise ProtocolError(BAD_MESSAGE, f"the score is larger than {self.limits.max_score_bytes} bytes",
                                 take_id)
         suffix = SCORE_SUFFIX[fmt]
-        return self.worker.submit(SCORE, lambda: score_from_bytes(data, suffix, name or f"{take_id}{suffix}"))
+        parsed = self.worker.submit(SCORE, lambda: score_from_bytes(data, suffix, name or f"{take_id}{suffix}"))
+        parsed.add_done_callback(lambda f: f.cancelled() or f.exception())  # reported by the request, if any
+        return parsed
 
     @staticmethod
     async def score_of(parsed: asyncio.Future | None) -> Score | None:

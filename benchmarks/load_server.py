@@ -130,16 +130,16 @@ async def hostile(url: str, osc_port: int | None, messages: list[tuple[str, dict
                     sock.sendto(bundle.build().dgram, (HOST, osc_port))
             answers["osc future bundles sent"] += 100
         try:
-            async with connect(url, max_size=None) as ws:
+            async with connect(url, max_size=None, ping_interval=None) as ws:
                 await ws.send(HELLO)
                 await ws.recv()
                 labels = {message["take_id"]: label for label, message in messages}
-                for _, message in messages:  # bombs first, all at once
-                    await ws.send(json.dumps(message))
                 await ws.send(json.dumps({"type": "take.start", "take_id": "flood", "sample_rate": RATE,
                                           "channels": 1, "format": "f32le"}))
                 for _ in range(FLOOD):
                     await ws.send(json.dumps({"type": "assess", "take_id": "flood"}))
+                for _, message in messages:  # then every bomb at once
+                    await ws.send(json.dumps(message))
                 pending = set(labels)
                 while pending:  # every bomb answered (the flood's refusals come at once, in between)
                     reply = json.loads(await asyncio.wait_for(ws.recv(), REPLY_TIMEOUT_S))
