@@ -129,25 +129,25 @@ async def hostile(url: str, osc_port: int | None, messages: list[tuple[str, dict
                 for _ in range(100):
                     sock.sendto(bundle.build().dgram, (HOST, osc_port))
             answers["osc future bundles sent"] += 100
-        try:
-            async with connect(url, max_size=None, ping_interval=None) as ws:
-                await ws.send(HELLO)
-                await ws.recv()
-                labels = {message["take_id"]: label for label, message in messages}
-                await ws.send(json.dumps({"type": "take.start", "take_id": "flood", "sample_rate": RATE,
-                                          "channels": 1, "format": "f32le"}))
+        try:  # the flood on one connection, the bombs on another (past the cap a bomb would only be refused)
+            async with connect(url, max_size=None, ping_interval=None) as flood, \
+                    connect(url, max_size=None, ping_interval=None) as ws:
+                for conn in (flood, ws):
+                    await conn.send(HELLO)
+                    await conn.recv()
+                await flood.send(json.dumps({"type": "take.start", "take_id": "flood", "sample_rate": RATE,
+                                             "channels": 1, "format": "f32le"}))
                 for _ in range(FLOOD):
-                    await ws.send(json.dumps({"type": "assess", "take_id": "flood"}))
-                for _, message in messages:  # then every bomb at once
+                    await flood.send(json.dumps({"type": "assess", "take_id": "flood"}))
+                await flood.send(json.dumps({"type": "stats"}))
+                while (reply := json.loads(await asyncio.wait_for(flood.recv(), REPLY_TIMEOUT_S)))["type"] != "stats":
+                    answers[f"flood: {reply.get('code') or reply['type']}"] += 1
+                labels = {message["take_id"]: label for label, message in messages}
+                for _, message in messages:
                     await ws.send(json.dumps(message))
-                pending = set(labels)
-                while pending:  # every bomb answered (the flood's refusals come at once, in between)
+                for _ in messages:
                     reply = json.loads(await asyncio.wait_for(ws.recv(), REPLY_TIMEOUT_S))
-                    if reply.get("take_id") in labels:
-                        answers[f"{labels[reply['take_id']]}: {reply.get('code')}"] += 1
-                        pending.discard(reply["take_id"])
-                    else:
-                        answers[f"flood: {reply.get('code') or reply['type']}"] += 1
+                    answers[f"{labels.get(reply.get('take_id'), '?')}: {reply.get('code')}"] += 1
         except (WebSocketException, TimeoutError) as exc:
             answers[f"hostile connection ended: {type(exc).__name__}"] += 1
         for ws in silent:
