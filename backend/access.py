@@ -64,7 +64,7 @@ def refusal(host: str | None, origin: str | None, policy: AccessPolicy) -> str |
     if origin is not None and ANY_ORIGIN not in policy.allow_origins and origin not in policy.allow_origins:
         return f"Origin {origin[:100]} is not allowed (llaqo serve --allow-origin ORIGIN allows one)"
     if is_loopback(policy.bind_host) and not (host and is_loopback(_host_name(host.strip()))):
-        return "the Host header must name this machine (localhost, 127.0.0.1 or ::1)"
+        return "the Host header must be a loopback name for this machine (localhost, 127.0.0.1 or ::1)"
     return None
 
 
