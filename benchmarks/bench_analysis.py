@@ -228,7 +228,7 @@ def prepare(asap: Path, row: dict, length_s: float) -> tuple[Score, list[Note], 
 
 
 @dataclass
-class Take:
+class RenderedTake:
     """One rendered take: what was played, what the transcriber heard, and the mistakes injected."""
 
     piece: str
@@ -282,7 +282,7 @@ def transcribed(
     return heard, len(audio) / RATE, spent
 
 
-def analyse(take: Take) -> PerformanceReport:
+def analyse(take: RenderedTake) -> PerformanceReport:
     """The report of the take as `llaqo analyze` makes it (audio evidence, default confidence)."""
     return report_from_notes(
         take.heard.notes, take.heard.pedal, take.seconds, take.label, take.score, take.heard.evidence
@@ -317,7 +317,7 @@ def is_real(issue, facts: list[tuple[IssueKind, int, int | None, float]]) -> boo
     return issue.pitch in added and issue.expected_pitch in missed
 
 
-def candidates(take: Take) -> list[tuple[IssueKind, tuple[float, ...], float, bool]]:
+def candidates(take: RenderedTake) -> list[tuple[IssueKind, tuple[float, ...], float, bool]]:
     """Every wrong, missed and extra note the analysis proposes (none hidden under `unclear`):
     (kind, features, confidence, real)."""
     with mock.patch.object(metrics, "UNCLEAR_MIN_ERRORS", 10**9):
@@ -381,7 +381,7 @@ def calibration(rows: list[tuple[IssueKind, tuple[float, ...], float, bool]], na
         print(f"  {kind}: stated {len(sel)}, real {np.mean(sel) if sel else float('nan'):.3f}")
 
 
-def localisation(takes: list[Take], name: str) -> None:
+def localisation(takes: list[RenderedTake], name: str) -> None:
     """Recall of mistaken bars per role, and false flags per minute on the clean takes."""
     hits: dict[str, list[bool]] = defaultdict(list)
     false_bars = added = 0
@@ -419,11 +419,11 @@ def localisation(takes: list[Take], name: str) -> None:
     )
 
 
-def gather(args: argparse.Namespace, transcriber: Transcriber) -> list[Take]:
+def gather(args: argparse.Namespace, transcriber: Transcriber) -> list[RenderedTake]:
     """Prepare, inject, render and transcribe (or read from the cache) the takes of the sampled pieces."""
     fonts = available_soundfonts()[: args.fonts]
     args.cache.mkdir(parents=True, exist_ok=True)
-    takes: list[Take] = []
+    takes: list[RenderedTake] = []
     wanted = {False: args.pieces, True: args.held_out}
     used = 0
     for row in sample_pieces(args.asap, args.seed):
@@ -449,7 +449,7 @@ def gather(args: argparse.Namespace, transcriber: Transcriber) -> list[Take]:
             for label, played, injected in (("clean", notes, []), ("faulty", faulty, mistakes)):
                 key = f"{row['folder'].replace('/', '_')}-{font.stem}-{label}-{args.seed}-{args.length:g}"
                 heard, seconds, spent = transcribed(args.cache, key, played, pedal, font, transcriber)
-                take = Take(
+                take = RenderedTake(
                     row["folder"], font.stem, label, hold, score, played, pedal, heard, seconds, spent, injected
                 )
                 takes.append(take)
