@@ -1,7 +1,9 @@
 """Train a LLaQo model on a corpus manifest (the embedded model trains from scratch on CPU).
 
 Each step takes a few takes, encodes their audio once, and asks several questions of each;
-the loss is cross-entropy on answer tokens only. Training stops at `steps` or `time_budget_s`.
+the loss is cross-entropy on answer tokens only (by default each answer weighs alike). Training stops at
+`steps` or `time_budget_s`; the checkpoint and the trainer state (`trainer.pt`) in the output folder let a
+run resume where it stopped.
 """
 
 from __future__ import annotations
@@ -11,11 +13,13 @@ import logging
 import math
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
+from llaqo_model.errors import ModelError
 from llaqo_model.model.checkpoint import from_pretrained, save_pretrained
 from llaqo_model.model.descriptor_head import DescriptorConfig
 from llaqo_model.model.llaqo import LlaqoModel, embedded_config
@@ -50,6 +54,47 @@ class TrainConfig:
     descriptor_manifest: str | None = None  # PercePiano manifest: fit the descriptor head on its training takes
     descriptor_head: DescriptorConfig = field(default_factory=DescriptorConfig)
     descriptor_fit: HeadFit = field(default_factory=HeadFit)
+    device: str = "auto"  # auto (CUDA when present), cpu or cuda
+    lm: str | None = None  # local Hugging Face causal LM folder: LoRA-train it instead of the embedded LM
+    per_answer_loss: bool = True  # weigh every answer alike, not every token (a rating is one digit)
+    val_every: int = 0  # validation loss on the manifest's val split every this many steps (0: only at the end)
+    save_every: int = 0  # checkpoint + trainer state into `out` every this many steps (0: only at the end)
+    resume: bool = False  # continue the run saved in `out` (its weights, optimiser, RNG, step count)
+
+
+TRAINER_STATE = "trainer.pt"  # optimiser, schedule position, RNG states and history, beside the checkpoint
+
+
+@dataclass
+class TrainerState:
+    """Everything besides the weights that a resumed run needs to continue exactly where it stopped."""
+
+    step: int = 0
+    elapsed_s: float = 0.0  # training time so far (the time-budget schedule continues from it)
+    losses: list[float] = field(default_factory=list)
+    val: list[dict[str, float]] = field(default_factory=list)  # {"step", "loss"} per validation
+    optimizer: dict | None = None
+    python_rng: tuple | None = None
+    torch_rng: torch.Tensor | None = None
+    cuda_rng: list[torch.Tensor] | None = None
+
+    def save(self, path: Path) -> None:
+        """Write the state as a torch file."""
+        torch.save(self.__dict__, str(path))
+
+    @classmethod
+    def load(cls, path: Path) -> TrainerState:
+        """Read a state written by `save`."""
+        return cls(**torch.load(str(path), weights_only=False))
+
+
+def resolve_device(name: str) -> torch.device:
+    """`auto` → CUDA when present, else CPU; `cuda` without a GPU is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ModelError("--device cuda: no CUDA device is available")
+    return torch.device(name)
 
 
 def fit(
@@ -65,22 +110,40 @@ def fit(
     seed: int = 0,
     log_every: int = 50,
     label_share: float = 0.5,
+    per_answer_loss: bool = False,
+    state: TrainerState | None = None,
+    val_takes: list[TrainTake] | None = None,
+    val_every: int = 0,
+    save_every: int = 0,
+    on_save: Callable[[TrainerState], None] | None = None,
 ) -> list[float]:
     """AdamW with warm-up and cosine decay (gradient checkpointing on GPU); returns the loss of every step.
 
     The cosine runs over `steps` or over `time_budget_s`, whichever ends first, so a time-limited run still
     anneals. About `label_share` of each take's questions are label questions (ratings, difficulty, technique,
     composer), the rest open questions; without open questions all are label questions.
+    A `state` from an earlier run (its step, optimiser, RNG) continues that run; `fit` updates it in place,
+    records the validation loss on `val_takes` every `val_every` steps and calls `on_save` every
+    `save_every` steps and at the end.
     """
+    state = state if state is not None else TrainerState()
     rng = random.Random(seed)
     if model.device.type == "cuda" and model.config.lm.gradient_checkpointing:
         model.lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, betas=(0.9, 0.98))
+    if state.optimizer is not None:
+        opt.load_state_dict(state.optimizer)
+    if state.python_rng is not None:
+        rng.setstate(state.python_rng)
+    if state.torch_rng is not None:
+        torch.set_rng_state(state.torch_rng)
+    if state.cuda_rng is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state.cuda_rng)
     model.train()
-    losses: list[float] = []
-    start = time.monotonic()
-    for step in range(steps):
+    start = time.monotonic() - state.elapsed_s
+    first = state.step
+    for step in range(first, steps):
         progress = step / steps
         if time_budget_s:
             progress = max(progress, (time.monotonic() - start) / time_budget_s)
@@ -96,20 +159,57 @@ def fit(
                 questions.append(qa.question)
                 reports.append(take.report_text)
                 answers.append(qa.answer)
-        loss = model(audio.select(index), questions, reports, answers)
+        loss = model(audio.select(index), questions, reports, answers, per_answer=per_answer_loss)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
-        losses.append(loss.item())
-        if log_every and (step + 1) % log_every == 0:
-            recent = sum(losses[-log_every:]) / log_every
-            log.info("step %d loss %.3f (%.0f s)", step + 1, recent, time.monotonic() - start)
-        if time_budget_s is not None and time.monotonic() - start > time_budget_s:
-            log.info("time budget reached after %d steps", step + 1)
+        state.losses.append(loss.item())
+        state.step = step + 1
+        state.elapsed_s = time.monotonic() - start
+        if log_every and state.step % log_every == 0:
+            recent = sum(state.losses[-log_every:]) / len(state.losses[-log_every:])
+            log.info("step %d loss %.3f (%.0f s)", state.step, recent, state.elapsed_s)
+        over_time = time_budget_s is not None and state.elapsed_s > time_budget_s
+        last = state.step == steps or over_time
+        if val_takes and ((val_every and state.step % val_every == 0) or last):
+            state.val.append({"step": state.step, "loss": round(validation_loss(model, val_takes, per_answer_loss), 4)})
+            log.info("step %d validation loss %.3f", state.step, state.val[-1]["loss"])
+            model.train()
+        if on_save is not None and ((save_every and state.step % save_every == 0) or last):
+            state.optimizer = opt.state_dict()
+            state.python_rng = rng.getstate()
+            state.torch_rng = torch.get_rng_state()
+            state.cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
+            on_save(state)
+        if over_time:
+            log.info("time budget reached after %d steps", state.step)
             break
     model.eval()
-    return losses
+    return state.losses
+
+
+@torch.no_grad()
+def validation_loss(model: LlaqoModel, takes: list[TrainTake], per_answer: bool, batch_takes: int = 4) -> float:
+    """Mean loss over every question of every take (batches of `batch_takes` takes), in eval mode."""
+    model.eval()
+    total = weight = 0.0
+    for start in range(0, len(takes), batch_takes):
+        batch = takes[start : start + batch_takes]
+        audio = model.encode_audio([t.prepared for t in batch])
+        rows = [(i, qa) for i, take in enumerate(batch) for qa in take.qa]
+        if not rows:
+            continue
+        loss = model(
+            audio.select([i for i, _ in rows]),
+            [qa.question for _, qa in rows],
+            [batch[i].report_text for i, _ in rows],
+            [qa.answer for _, qa in rows],
+            per_answer=per_answer,
+        )
+        total += loss.item() * len(rows)
+        weight += len(rows)
+    return total / weight if weight else float("nan")
 
 
 def pick_questions(take: TrainTake, n: int, label_share: float, rng: random.Random) -> list[QA]:
@@ -123,45 +223,110 @@ def pick_questions(take: TrainTake, n: int, label_share: float, rng: random.Rand
 
 
 def train(config: TrainConfig) -> Path:
-    """Tokenizer on the corpus text, the embedded model from scratch, `fit`, then save the checkpoint."""
+    """Tokenizer on the corpus text, the embedded model from scratch (or LoRA on a local LM), `fit`, then save
+    the checkpoint; with `resume`, continue the run saved in `config.out`."""
     if config.threads:
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
+    device = resolve_device(config.device)
     entries = read_manifest(config.manifest)
     train_entries = [e for e in entries if e.get("split", "train") == "train"]
     if not train_entries:
         raise ValueError(f"{config.manifest} has no training takes")
-    if config.init_from:
-        model = from_pretrained(config.init_from)
+    state = None
+    out = Path(config.out)
+    if config.resume:
+        if not (out / TRAINER_STATE).is_file():
+            raise ModelError(f"--resume: {out} holds no run to continue ({TRAINER_STATE} missing)")
+        model = from_pretrained(out, str(device), trainable=True)
+        state = TrainerState.load(out / TRAINER_STATE)
+    elif config.init_from:
+        model = from_pretrained(config.init_from, str(device), trainable=True)
     else:
-        texts = [x[k] for e in entries for x in e.get("qa", []) for k in ("q", "a")]
-        tokenizer = train_tokenizer([str(t) for t in texts], vocab_size=config.vocab_size)
-        model_config = embedded_config(vocab_size=len(tokenizer))
-        model_config.encoder.kind = config.encoder
-        model_config.grounding = config.grounding
-        model = LlaqoModel(model_config, tokenizer)
+        model = new_model(config, entries, device)
+    model.to(device)
     kind = model.config.encoder.kind
-    summary: dict = {"encoder": kind, "grounding": model.config.grounding, "init_from": config.init_from}
+    summary: dict = {
+        "encoder": kind,
+        "grounding": model.config.grounding,
+        "init_from": config.init_from,
+        "lm": model.config.lm.path or "embedded",
+        "device": device.type,
+        "loss": "mean over answers" if config.per_answer_loss else "mean over answer tokens",
+    }
     if config.init_from and (Path(config.init_from) / "training.json").is_file():
         summary["base_training"] = json.loads((Path(config.init_from) / "training.json").read_text(encoding="utf-8"))
     if config.steps > 0:
-        summary.update(train_language_model(model, train_entries, config))
+        val_entries = [e for e in entries if e.get("split") == "val"]
+        summary.update(train_language_model(model, train_entries, val_entries, config, state, summary))
     if config.descriptor_manifest:
         summary["descriptors"] = attach_descriptor_head(model, config)
-    out = save_pretrained(model, config.out)
+    save_pretrained(model, out)
     (out / "training.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
     return out
 
 
-def train_language_model(model: LlaqoModel, train_entries: list[dict], config: TrainConfig) -> dict:
-    """`fit` the audio encoder, Q-former and LM on the manifest's questions; returns the run's summary."""
+def new_model(config: TrainConfig, entries: list[dict], device: torch.device) -> LlaqoModel:
+    """The embedded model with a tokenizer trained on the corpus text, or (`config.lm`) a local Hugging Face
+    causal LM with its own tokenizer and LoRA adapters (bf16 on CUDA), under the embedded encoder and Q-former."""
+    if config.lm:
+        from llaqo_model.model.lm import LMConfig, build_lm, load_tokenizer
+
+        tokenizer = load_tokenizer(config.lm)
+        model_config = embedded_config(vocab_size=len(tokenizer))
+        model_config.lm = LMConfig(path=str(Path(config.lm).resolve()), train="lora")
+        dtype = torch.bfloat16 if device.type == "cuda" else None
+        lm = build_lm(model_config.lm, dtype=dtype)
+        model_config.lm.vocab_size = lm.config.vocab_size
+    else:
+        texts = [x[k] for e in entries for x in e.get("qa", []) for k in ("q", "a")]
+        tokenizer = train_tokenizer([str(t) for t in texts], vocab_size=config.vocab_size)
+        model_config = embedded_config(vocab_size=len(tokenizer))
+        lm = None
+    model_config.encoder.kind = config.encoder
+    model_config.grounding = config.grounding
+    return LlaqoModel(model_config, tokenizer, lm=lm)
+
+
+def train_language_model(
+    model: LlaqoModel,
+    train_entries: list[dict],
+    val_entries: list[dict],
+    config: TrainConfig,
+    state: TrainerState | None = None,
+    summary: dict | None = None,
+) -> dict:
+    """`fit` the audio encoder, Q-former and LM on the manifest's questions (validation on `val_entries`),
+    saving the checkpoint and trainer state into `config.out` as it goes; returns the run's summary."""
     kind = model.config.encoder.kind
     cache = Path(config.cache_dir) / kind if config.cache_dir else None
     t0 = time.monotonic()
     takes = load_takes(train_entries, model.prepare, cache, grounding=model.config.grounding)
-    log.info("prepared %d takes in %.0f s", len(takes), time.monotonic() - t0)
-    t0 = time.monotonic()
-    losses = fit(
+    val_takes = load_takes(val_entries, model.prepare, cache, grounding=model.config.grounding)
+    log.info(
+        "prepared %d training and %d validation takes in %.0f s", len(takes), len(val_takes), time.monotonic() - t0
+    )
+    state = state if state is not None else TrainerState()
+    out = Path(config.out)
+
+    def run_summary(s: TrainerState) -> dict:
+        final = sum(s.losses[-50:]) / max(1, len(s.losses[-50:]))
+        return {
+            "steps": s.step,
+            "seconds": round(s.elapsed_s),
+            "final_loss": round(final, 4),
+            "train_takes": len(takes),
+            "val_takes": len(val_takes),
+            "val_loss": s.val,
+        }
+
+    def save(s: TrainerState) -> None:
+        save_pretrained(model, out)
+        s.save(out / TRAINER_STATE)
+        info = {**(summary or {}), **run_summary(s)}
+        (out / "training.json").write_text(json.dumps(info, indent=1), encoding="utf-8")
+
+    fit(
         model,
         takes,
         config.steps,
@@ -173,11 +338,16 @@ def train_language_model(model: LlaqoModel, train_entries: list[dict], config: T
         config.time_budget_s,
         config.seed,
         label_share=config.label_share,
+        per_answer_loss=config.per_answer_loss,
+        state=state,
+        val_takes=val_takes,
+        val_every=config.val_every,
+        save_every=config.save_every,
+        on_save=save,
     )
-    elapsed = time.monotonic() - t0
-    final = sum(losses[-50:]) / len(losses[-50:])
-    log.info("trained %d steps in %.0f s, final loss %.3f", len(losses), elapsed, final)
-    return {"steps": len(losses), "seconds": round(elapsed), "final_loss": round(final, 4), "train_takes": len(takes)}
+    result = run_summary(state)
+    log.info("trained to step %d in %.0f s, final loss %.3f", state.step, state.elapsed_s, result["final_loss"])
+    return result
 
 
 def attach_descriptor_head(model: LlaqoModel, config: TrainConfig) -> dict:

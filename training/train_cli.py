@@ -25,6 +25,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     t.add_argument(
         "--descriptors", help="PercePiano manifest (llaqo corpus import percepiano): fit the descriptor head on it"
     )
+    t.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="auto: CUDA when present")
+    t.add_argument("--lm", help="local Hugging Face causal LM folder to LoRA-train (never downloaded)")
+    t.add_argument("--token-loss", action="store_true", help="average the loss over answer tokens, not over answers")
+    t.add_argument("--val-every", type=int, default=0, help="validation loss every N steps (and at the end)")
+    t.add_argument("--save-every", type=int, default=0, help="checkpoint + trainer state every N steps")
+    t.add_argument("--resume", action="store_true", help="continue the run saved in --out up to --steps")
     t.set_defaults(func=run_train)
 
     e = subparsers.add_parser("evaluate", help="score a checkpoint on a manifest split")
@@ -62,6 +68,12 @@ def run_train(args: argparse.Namespace) -> int:
         threads=args.threads,
         init_from=args.init_from,
         descriptor_manifest=args.descriptors,
+        device=args.device,
+        lm=args.lm,
+        per_answer_loss=not args.token_loss,
+        val_every=args.val_every,
+        save_every=args.save_every,
+        resume=args.resume,
     )
     print(train(config))
     return 0

@@ -65,8 +65,10 @@ def read_config(path: str | Path) -> LlaqoConfig:
         raise ModelError(f"{path}/config.json is malformed ({exc})") from exc
 
 
-def from_pretrained(path: str | Path, device: str = "cpu") -> LlaqoModel:
-    """Load a checkpoint directory; any missing or mismatched file raises one ModelError."""
+def from_pretrained(path: str | Path, device: str = "cpu", trainable: bool = False) -> LlaqoModel:
+    """Load a checkpoint directory; any missing or mismatched file raises one ModelError.
+
+    `trainable` keeps a LoRA adapter trainable (to continue training); otherwise it is loaded frozen."""
     path = Path(path)
     config = read_config(path)
     missing = [str(f.relative_to(path)) for f in _required_files(path, config) if not f.is_file()]
@@ -82,7 +84,7 @@ def from_pretrained(path: str | Path, device: str = "cpu") -> LlaqoModel:
         dtype = torch.bfloat16 if device.startswith("cuda") else None
         base = build_lm(config.lm, dtype=dtype)
         try:
-            lm = PeftModel.from_pretrained(base, str(path / "adapter"))
+            lm = PeftModel.from_pretrained(base, str(path / "adapter"), is_trainable=trainable)
         except (ValueError, RuntimeError, KeyError) as exc:
             raise ModelError(f"checkpoint {path}: the adapter does not fit the base model ({exc})") from exc
     model = LlaqoModel(config, tokenizer, lm=lm)

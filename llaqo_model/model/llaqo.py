@@ -139,6 +139,18 @@ class Choice:
         return float(sum(float(k) * p for k, p in self.probs.items()))
 
 
+def answer_loss(logits: torch.Tensor, labels: torch.Tensor, per_answer: bool) -> torch.Tensor:
+    """Cross-entropy of (B, T, V) logits against (B, T) labels (-100: not scored), averaged over all scored
+    tokens, or (`per_answer`) first within each row and then over the rows that have scored tokens."""
+    tokens = nn.functional.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100, reduction="none")
+    scored = (labels != -100).float()
+    if not per_answer:
+        return tokens.sum() / scored.sum().clamp(min=1)
+    per_row = (tokens.view_as(scored) * scored).sum(-1) / scored.sum(-1).clamp(min=1)
+    has = scored.sum(-1) > 0
+    return per_row[has].mean() if has.any() else per_row.sum() * 0
+
+
 class LlaqoModel(nn.Module):
     """The whole model. `tokenizer` is a PreTrainedTokenizerFast matching the LM's vocabulary."""
 
@@ -261,16 +273,20 @@ class LlaqoModel(nn.Module):
     # --- training ----------------------------------------------------------------------------------
 
     def forward(
-        self, audio: AudioFeatures, questions: list[str], reports: list[str | None], answers: list[str]
+        self,
+        audio: AudioFeatures,
+        questions: list[str],
+        reports: list[str | None],
+        answers: list[str],
+        per_answer: bool = False,
     ) -> torch.Tensor:
-        """Mean cross-entropy over answer tokens (Eq. 2)."""
+        """Cross-entropy on the answer tokens: their mean (Eq. 2), or with `per_answer` the mean over answers
+        of each answer's mean token loss, so a one-digit rating weighs as much as a long sentence."""
         embeds, mask, labels = self.embed_prompts(audio, questions, reports, answers)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         with self.autocast():
             logits = self.lm(inputs_embeds=embeds, attention_mask=mask, position_ids=positions).logits
-        return nn.functional.cross_entropy(
-            logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(), ignore_index=-100
-        )
+        return answer_loss(logits[:, :-1].float(), labels[:, 1:], per_answer)
 
     # --- inference ---------------------------------------------------------------------------------
 
