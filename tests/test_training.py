@@ -16,6 +16,7 @@ from llaqo_model.model.llaqo import LlaqoModel, answer_loss, tiny_config
 from llaqo_model.model.prompts import OVERALL, OVERALL_QUESTION
 from llaqo_model.model.tokenizer import train_tokenizer
 from llaqo_training.dataset import QA, TrainTake, write_dev_manifest
+from llaqo_training.evaluate import evaluate
 from llaqo_training.train import TrainerState, fit
 
 LONG_ANSWER = 12  # tokens of a templated sentence answer
@@ -108,6 +109,8 @@ def test_train_resume_continues_step_count_optimiser_and_validation(manifest: Pa
     state = TrainerState.load(out / "trainer.pt")
     adam_steps = {float(s["step"]) for s in state.optimizer["state"].values()}
     assert state.step == 8 and adam_steps == {8.0}
+    figures = evaluate(out, manifest)  # the resumed checkpoint loads and answers, free text included
+    assert figures["takes"] == 1 and 0.0 <= figures["prompt_following_rate_free"] <= 1.0
 
 
 def test_train_without_a_gpu_or_a_run_to_resume_says_so(manifest: Path, tmp_path: Path, capsys) -> None:

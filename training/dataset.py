@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from llaqo_model.analysis.report import RUBRIC_KEYS
+from llaqo_model.analysis.report import RUBRIC_KEYS, PerformanceReport
 from llaqo_model.model.prompts import DIFFICULTY, OVERALL, TECHNIQUE, QuestionType, canonical_questions, rating
 
 log = logging.getLogger(__name__)
@@ -65,8 +65,8 @@ def label_qa(entry: dict[str, Any]) -> list[QA]:
     return out
 
 
-def report_text(entry: dict[str, Any]) -> str | None:
-    """The report's prompt text, built from the take's performance MIDI (and score when it loads)."""
+def take_report(entry: dict[str, Any]) -> PerformanceReport | None:
+    """The analysis's report of the take, built from its performance MIDI (and score when it loads)."""
     midi = entry.get("performance_midi")
     if not midi or not Path(midi).is_file():
         return None
@@ -83,11 +83,18 @@ def report_text(entry: dict[str, Any]) -> str | None:
         except Exception as exc:  # a bad score must not stop training; the report is then score-free
             log.warning("%s: score not used (%s)", entry.get("id"), exc)
     try:
-        report = report_from_notes(notes, pedal, duration, entry["audio"], score)
+        return report_from_notes(notes, pedal, duration, entry["audio"], score)
     except Exception as exc:
         log.warning("%s: score alignment failed (%s); score-free report", entry.get("id"), exc)
-        report = report_from_notes(notes, pedal, duration, entry["audio"], None)
-    return report.to_prompt_text()
+        return report_from_notes(notes, pedal, duration, entry["audio"], None)
+
+
+def note_error_share(report: PerformanceReport | None) -> float | None:
+    """Share of the score's notes the analysis found wrong, missed or extra; None without a score alignment."""
+    summary = report.alignment if report is not None else None
+    if summary is None or not summary.score_notes:
+        return None
+    return (summary.wrong + summary.missed + summary.extra) / summary.score_notes
 
 
 def load_takes(
@@ -105,13 +112,18 @@ def load_takes(
         if hit is not None and hit.is_file():
             blob = torch.load(str(hit), weights_only=True)
             prepared, text = (blob["windows"], blob["lengths"]), blob.get("report") or None
+            share = blob.get("note_error_share")
         else:
             samples, rate = load_audio(entry["audio"])
             prepared = prepare(samples, rate)
-            text = report_text(entry) if grounding else None
+            report = take_report(entry)
+            text = report.to_prompt_text() if grounding and report is not None else None
+            share = note_error_share(report)
             if hit is not None:
-                torch.save({"windows": prepared[0], "lengths": prepared[1], "report": text or ""}, str(hit))
+                blob = {"windows": prepared[0], "lengths": prepared[1], "report": text or "", "note_error_share": share}
+                torch.save(blob, str(hit))
         labels = {k: entry.get(k) for k in ("ratings", "overall", "difficulty", "technique", "composer")}
+        labels["note_error_share"] = share
         takes.append(TrainTake(entry["id"], prepared, text, label_qa(entry), labels))
     return takes
 

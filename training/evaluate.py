@@ -1,16 +1,33 @@
-"""Evaluate a checkpoint on a manifest split: rating accuracy / MAE (arg-max and expected value), difficulty,
-technique accuracy, prompt-following rate, against a predict-the-training-mode baseline."""
+"""Evaluate a checkpoint on a manifest split: rating accuracy / within-one / MAE (arg-max and expected value),
+difficulty Acc0/Acc1, technique accuracy, the overall rating's rank correlation and R², and how often a free
+(unconstrained) answer to a rating question is a valid rating; beside answering the training mode or median,
+the majority technique, chance, and (for `overall`) the share of notes the analysis finds wrong/missed/extra."""
 
 from __future__ import annotations
 
+import re
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from llaqo_model.analysis.report import RUBRIC_KEYS
+import numpy as np
+from scipy.stats import spearmanr
+from sklearn.metrics import r2_score
+
+from llaqo_model.analysis.report import RUBRIC_KEYS, TECHNIQUES
 from llaqo_model.model.checkpoint import from_pretrained
 from llaqo_model.model.llaqo import LlaqoModel
-from llaqo_model.model.prompts import DIFFICULTY, TECHNIQUE, QuestionType, canonical_questions, options_for, rating
+from llaqo_model.model.prompts import (
+    DIFFICULTY,
+    OVERALL,
+    TECHNIQUE,
+    AnswerKind,
+    QuestionType,
+    canonical_questions,
+    options_for,
+    rating,
+)
 from llaqo_training.dataset import TrainTake, load_takes, read_manifest
 
 
@@ -35,52 +52,125 @@ def predict(model: LlaqoModel, takes: list[TrainTake], batch_takes: int = 4) -> 
     return out
 
 
+def free_answers(model: LlaqoModel, takes: list[TrainTake], batch_takes: int = 4) -> list[dict[QuestionType, str]]:
+    """Unconstrained (greedy, free-text) answers to every rating question of every take."""
+    questions = {qt: q for qt, q in canonical_questions().items() if qt.kind in (AnswerKind.RATING, AnswerKind.OVERALL)}
+    out = []
+    for start in range(0, len(takes), batch_takes):
+        batch = takes[start : start + batch_takes]
+        audio = model.encode_audio([t.prepared for t in batch])
+        rows = [(i, qt, q) for i in range(len(batch)) for qt, q in questions.items()]
+        texts = model.generate(
+            audio.select([i for i, _, _ in rows]),
+            [q for _, _, q in rows],
+            [batch[i].report_text for i, _, _ in rows],
+            max_new_tokens=FREE_ANSWER_TOKENS,
+        )
+        answers: list[dict[QuestionType, str]] = [{} for _ in batch]
+        for (i, qt, _), text in zip(rows, texts, strict=True):
+            answers[i][qt] = text
+        out += answers
+    return out
+
+
+FREE_ANSWER_TOKENS = 16  # room for a number and a short sentence; a rating needs one token
+
+
+def follows_prompt(qtype: QuestionType, text: str) -> bool:
+    """A free answer follows a rating question when the first number in it is one of the allowed ratings."""
+    number = re.search(r"\d+", text)
+    return number is not None and number.group() in (options_for(qtype) or [])
+
+
+def within_one(predicted: list[int], truth: list[int]) -> float:
+    """Share of predictions at most one level from the truth (Acc1)."""
+    return sum(abs(p - t) <= 1 for p, t in zip(predicted, truth, strict=True)) / len(truth)
+
+
+def spearman(x: list[float], y: list[float]) -> float | None:
+    """Spearman's rank correlation (None when either side is constant or there are fewer than 3 pairs)."""
+    if len(x) < 3 or len(set(x)) < 2 or len(set(y)) < 2:
+        return None
+    return round(float(spearmanr(x, y).statistic), 4)
+
+
+@dataclass
+class Baselines:
+    """Answers that ignore the take, from the training split: per-dimension mode and median, majority technique."""
+
+    mode: dict[str, int]
+    median: dict[str, int]
+    technique: str | None
+
+
+def training_baselines(entries: list[dict[str, Any]]) -> Baselines:
+    """Most frequent and median training rating per rubric key, and the most frequent technique."""
+    values = {key: [int(e["ratings"][key]) for e in entries] for key in RUBRIC_KEYS}
+    techniques = Counter(e["technique"] for e in entries if e.get("technique"))
+    return Baselines(
+        mode={key: Counter(v).most_common(1)[0][0] for key, v in values.items()},
+        median={key: int(np.median(v)) for key, v in values.items()},  # numpy's midpoint, floored to a level
+        technique=techniques.most_common(1)[0][0] if techniques else None,
+    )
+
+
 def score_predictions(
-    takes: list[TrainTake], preds: list[dict[QuestionType, Any]], mode: dict[str, int]
+    takes: list[TrainTake],
+    preds: list[dict[QuestionType, Any]],
+    baselines: Baselines,
+    free: list[dict[QuestionType, str]] | None = None,
 ) -> dict[str, Any]:
-    """Metrics of the model and of always answering the training `mode`."""
-    hits = total = within1 = followed = 0
-    err_argmax = err_expected = err_mode = mode_hits = 0.0
-    diff_err = diff_hits = diff_n = tech_hits = tech_n = 0
+    """Metrics of the model beside answering the training mode/median/majority, and beside chance."""
+    truth, argmax, expected = [], [], []
+    mode, median = [], []
     for take, pred in zip(takes, preds, strict=True):
-        for qt, choice in pred.items():
-            followed += choice.answer in (options_for(qt) or [])
         for key in RUBRIC_KEYS:
-            truth = int(take.labels["ratings"][key])
-            c = pred[rating(key)]
-            total += 1
-            hits += int(c.answer) == truth
-            within1 += abs(int(c.answer) - truth) <= 1
-            err_argmax += abs(int(c.answer) - truth)
-            err_expected += abs(c.expected() - truth)
-            err_mode += abs(mode[key] - truth)
-            mode_hits += mode[key] == truth
-        if take.labels.get("difficulty") is not None:
-            diff_n += 1
-            diff_err += abs(int(pred[DIFFICULTY].answer) - int(take.labels["difficulty"]))
-            diff_hits += int(pred[DIFFICULTY].answer) == int(take.labels["difficulty"])
-        if take.labels.get("technique"):
-            tech_n += 1
-            tech_hits += pred[TECHNIQUE].answer == take.labels["technique"]
-    n_answers = sum(len(p) for p in preds)
+            truth.append(int(take.labels["ratings"][key]))
+            argmax.append(int(pred[rating(key)].answer))
+            expected.append(pred[rating(key)].expected())
+            mode.append(baselines.mode[key])
+            median.append(baselines.median[key])
+    diff = [(int(p[DIFFICULTY].answer), int(t.labels["difficulty"])) for t, p in zip(takes, preds, strict=True)
+            if t.labels.get("difficulty") is not None]  # fmt: skip
+    tech = [(p[TECHNIQUE].answer, t.labels["technique"]) for t, p in zip(takes, preds, strict=True)
+            if t.labels.get("technique")]  # fmt: skip
+    overall = [(p[OVERALL].expected(), int(t.labels["overall"]), t.labels.get("note_error_share"))
+               for t, p in zip(takes, preds, strict=True) if t.labels.get("overall") is not None]  # fmt: skip
+    with_share = [(m, o, s) for m, o, s in overall if s is not None]
+    constrained = [c.answer in (options_for(qt) or []) for p in preds for qt, c in p.items()]
+    free_follow = [follows_prompt(qt, text) for answers in free or [] for qt, text in answers.items()]
+    n = len(truth)
     return {
         "takes": len(takes),
-        "rating_accuracy": round(hits / total, 4),
-        "rating_within_1": round(within1 / total, 4),
-        "rating_mae_argmax": round(err_argmax / total, 4),
-        "rating_mae_expected": round(err_expected / total, 4),
-        "baseline_mode_rating_accuracy": round(mode_hits / total, 4),
-        "baseline_mode_rating_mae": round(err_mode / total, 4),
-        "difficulty_accuracy": round(diff_hits / diff_n, 4) if diff_n else None,
-        "difficulty_mae": round(diff_err / diff_n, 4) if diff_n else None,
-        "technique_accuracy": round(tech_hits / tech_n, 4) if tech_n else None,
-        "prompt_following_rate": round(followed / n_answers, 4) if n_answers else None,
+        "rating_accuracy": round(sum(a == t for a, t in zip(argmax, truth, strict=True)) / n, 4),
+        "rating_within_1": round(within_one(argmax, truth), 4),
+        "rating_mae_argmax": round(float(np.mean(np.abs(np.subtract(argmax, truth)))), 4),
+        "rating_mae_expected": round(float(np.mean(np.abs(np.subtract(expected, truth)))), 4),
+        "baseline_mode_rating_accuracy": round(sum(a == t for a, t in zip(mode, truth, strict=True)) / n, 4),
+        "baseline_mode_rating_mae": round(float(np.mean(np.abs(np.subtract(mode, truth)))), 4),
+        "baseline_median_rating_accuracy": round(sum(a == t for a, t in zip(median, truth, strict=True)) / n, 4),
+        "baseline_median_rating_within_1": round(within_one(median, truth), 4),
+        "baseline_median_rating_mae": round(float(np.mean(np.abs(np.subtract(median, truth)))), 4),
+        "difficulty_accuracy": round(sum(p == t for p, t in diff) / len(diff), 4) if diff else None,
+        "difficulty_within_1": round(within_one(*map(list, zip(*diff, strict=True))), 4) if diff else None,
+        "difficulty_mae": round(float(np.mean([abs(p - t) for p, t in diff])), 4) if diff else None,
+        "technique_accuracy": round(sum(p == t for p, t in tech) / len(tech), 4) if tech else None,
+        "baseline_chance_technique_accuracy": round(1 / len(TECHNIQUES), 4),
+        "baseline_majority_technique_accuracy": round(sum(t == baselines.technique for _, t in tech) / len(tech), 4)
+        if tech
+        else None,
+        "overall_spearman": spearman([m for m, _, _ in overall], [o for _, o, _ in overall]),
+        "overall_r2": round(float(r2_score([o for _, o, _ in overall], [m for m, _, _ in overall])), 4)
+        if len(overall) > 1
+        else None,
+        "takes_with_note_error_share": len(with_share),
+        "baseline_note_error_share_spearman": spearman([s for _, _, s in with_share], [o for _, o, _ in with_share]),
+        "model_overall_vs_note_error_share_spearman": spearman(
+            [s for _, _, s in with_share], [m for m, _, _ in with_share]
+        ),
+        "prompt_following_rate_constrained": round(sum(constrained) / len(constrained), 4) if constrained else None,
+        "prompt_following_rate_free": round(sum(free_follow) / len(free_follow), 4) if free_follow else None,
     }
-
-
-def training_mode(entries: list[dict[str, Any]]) -> dict[str, int]:
-    """Most frequent training rating per rubric key (the baseline)."""
-    return {key: Counter(int(e["ratings"][key]) for e in entries).most_common(1)[0][0] for key in RUBRIC_KEYS}
 
 
 def evaluate(
@@ -105,6 +195,6 @@ def evaluate(
         prepared = [t.prepared for t in takes]
         for i, t in enumerate(takes):
             t.prepared = prepared[(i + 1) % len(takes)]
-    mode = training_mode([e for e in entries if e.get("split", "train") == "train"] or chosen)
-    metrics = score_predictions(takes, predict(model, takes), mode)
+    baselines = training_baselines([e for e in entries if e.get("split", "train") == "train"] or chosen)
+    metrics = score_predictions(takes, predict(model, takes), baselines, free_answers(model, takes))
     return {"checkpoint": str(checkpoint), "split": split, "shuffled_audio": shuffle_audio, **metrics}
