@@ -23,8 +23,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument("--results-dir", default=None,
                    help="where OSC results (JSON) are written (default: a private per-user folder in the temp dir)")
     s.add_argument("--files-from", action="append", default=None, metavar="DIR",
-                   help="a folder whose files OSC clients may name (repeatable; default: your home folder on "
-                        "loopback, none on any other address)")
+                   help="a folder whose files OSC clients may name (repeatable; default: your home and "
+                        "temporary folders on loopback, none on any other address)")
     s.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
                    help="a browser Origin allowed to connect, e.g. https://example.org ('*' for any; "
                         "repeatable). Native clients send none and are always allowed")

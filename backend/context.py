@@ -6,6 +6,7 @@ the whole `Server`.
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,7 +41,8 @@ class ServerConfig:
         """The folders clients may name files in."""
         if self.files_from is not None:
             return [Path(f) for f in self.files_from]
-        return [Path.home()] if is_loopback(self.host) else []
+        # on loopback: the home folder, and the temporary folder where notation plugins save the open score
+        return [Path.home(), Path(tempfile.gettempdir())] if is_loopback(self.host) else []
 
 
 @dataclass

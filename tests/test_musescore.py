@@ -129,6 +129,14 @@ def server_port(tmp_path_factory) -> Iterator[int]:
             server.kill()
 
 
+@pytest.fixture(scope="module")
+def recording(tmp_path_factory) -> Path:
+    """The example take where a recording would be: a folder the server reads by default (here the temp folder)."""
+    path = tmp_path_factory.mktemp("recordings") / EXAMPLE_TAKE.name
+    shutil.copyfile(EXAMPLE_TAKE, path)
+    return path
+
+
 def run_plugin(score: Path, audio: Path, port: int, folder: Path) -> tuple[dict, Path]:
     """Run the plugin headless on a copy of `score` with `audio`; return its log and the saved score path."""
     opened = folder / f"open{score.suffix}"
@@ -142,8 +150,8 @@ def run_plugin(score: Path, audio: Path, port: int, folder: Path) -> tuple[dict,
 
 @needs_musescore
 @pytest.mark.slow
-def test_the_plugin_writes_the_comments_into_the_open_score(server_port, tmp_path):
-    outcome, saved = run_plugin(EXAMPLE_SCORE, EXAMPLE_TAKE, server_port, tmp_path)
+def test_the_plugin_writes_the_comments_into_the_open_score(server_port, recording, tmp_path):
+    outcome, saved = run_plugin(EXAMPLE_SCORE, recording, server_port, tmp_path)
     assert outcome == {"ok": True, "error": ""}
     staves = read_mscx(saved)
     commented = [i for i, m in enumerate(staves[0]) if m["texts"]]
@@ -158,11 +166,11 @@ def test_the_plugin_writes_the_comments_into_the_open_score(server_port, tmp_pat
 
 @needs_musescore
 @pytest.mark.slow
-def test_the_plugin_tells_the_teacher_and_leaves_the_score_alone(server_port, other_piece_path, tmp_path):
-    outcome, saved = run_plugin(other_piece_path, EXAMPLE_TAKE, server_port, tmp_path)
+def test_the_plugin_tells_the_teacher_and_leaves_the_score_alone(server_port, other_piece_path, recording, tmp_path):
+    outcome, saved = run_plugin(other_piece_path, recording, server_port, tmp_path)
     assert not outcome["ok"] and "does not match the score" in outcome["error"]
     assert not saved.exists()
-    refused, _ = run_plugin(EXAMPLE_SCORE, EXAMPLE_TAKE, server_port + 1 if server_port < 65535 else 1, tmp_path)
+    refused, _ = run_plugin(EXAMPLE_SCORE, recording, server_port + 1 if server_port < 65535 else 1, tmp_path)
     assert not refused["ok"] and "did not answer" in refused["error"]
 
 

@@ -264,3 +264,14 @@ def test_connections_that_never_say_hello_count_and_cannot_send_big_frames(secur
                 return json.loads(await ws.recv())
 
     assert asyncio.run(counted())["connections"] == 2
+
+
+def test_default_readable_folders_are_the_users_own_on_loopback_and_none_elsewhere() -> None:
+    import tempfile
+
+    from llaqo_backend.context import ServerConfig
+
+    local = ServerConfig(host="127.0.0.1").readable_folders()
+    assert Path.home() in local and Path(tempfile.gettempdir()) in local  # plugins save the open score in temp
+    assert ServerConfig(host="0.0.0.0", token="t").readable_folders() == []
+    assert ServerConfig(host="127.0.0.1", files_from=[Path("/srv/takes")]).readable_folders() == [Path("/srv/takes")]
