@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,50 +31,50 @@ from llaqo_model.model.prompts import (
 )
 from llaqo_training.dataset import TrainTake, load_takes, read_manifest
 
+FREE_ANSWER_TOKENS = 16  # room for a number and a short sentence; a rating needs one token
 
-def predict(model: LlaqoModel, takes: list[TrainTake], batch_takes: int = 4) -> list[dict[QuestionType, Any]]:
-    """Constrained answers (and expected values) for every canonical question of every take."""
-    questions = canonical_questions()
+
+def answer_all(
+    model: LlaqoModel,
+    takes: list[TrainTake],
+    questions: dict[QuestionType, str],
+    answer: Callable[..., list[Any]],
+    batch_takes: int = 4,
+) -> list[dict[QuestionType, Any]]:
+    """`answer(audio, questions, reports, qtypes)` for every question of every take, a few takes at a time."""
     out = []
     for start in range(0, len(takes), batch_takes):
         batch = takes[start : start + batch_takes]
         audio = model.encode_audio([t.prepared for t in batch])
         rows = [(i, qt, q) for i in range(len(batch)) for qt, q in questions.items()]
-        choices = model.choose(
+        results = answer(
             audio.select([i for i, _, _ in rows]),
             [q for _, _, q in rows],
             [batch[i].report_text for i, _, _ in rows],
             [qt for _, qt, _ in rows],
         )
-        preds: list[dict[QuestionType, Any]] = [{} for _ in batch]
-        for (i, qt, _), c in zip(rows, choices, strict=True):
-            preds[i][qt] = c
-        out += preds
+        answers: list[dict[QuestionType, Any]] = [{} for _ in batch]
+        for (i, qt, _), result in zip(rows, results, strict=True):
+            answers[i][qt] = result
+        out += answers
     return out
+
+
+def predict(model: LlaqoModel, takes: list[TrainTake], batch_takes: int = 4) -> list[dict[QuestionType, Any]]:
+    """Constrained answers (and expected values) for every canonical question of every take."""
+    return answer_all(model, takes, canonical_questions(), model.choose, batch_takes)
 
 
 def free_answers(model: LlaqoModel, takes: list[TrainTake], batch_takes: int = 4) -> list[dict[QuestionType, str]]:
     """Unconstrained (greedy, free-text) answers to every rating question of every take."""
     questions = {qt: q for qt, q in canonical_questions().items() if qt.kind in (AnswerKind.RATING, AnswerKind.OVERALL)}
-    out = []
-    for start in range(0, len(takes), batch_takes):
-        batch = takes[start : start + batch_takes]
-        audio = model.encode_audio([t.prepared for t in batch])
-        rows = [(i, qt, q) for i in range(len(batch)) for qt, q in questions.items()]
-        texts = model.generate(
-            audio.select([i for i, _, _ in rows]),
-            [q for _, _, q in rows],
-            [batch[i].report_text for i, _, _ in rows],
-            max_new_tokens=FREE_ANSWER_TOKENS,
-        )
-        answers: list[dict[QuestionType, str]] = [{} for _ in batch]
-        for (i, qt, _), text in zip(rows, texts, strict=True):
-            answers[i][qt] = text
-        out += answers
-    return out
+
+    def generate(audio: Any, asked: list[str], reports: list[str | None], _: list[QuestionType]) -> list[str]:
+        return model.generate(audio, asked, reports, max_new_tokens=FREE_ANSWER_TOKENS)
+
+    return answer_all(model, takes, questions, generate, batch_takes)
 
 
-FREE_ANSWER_TOKENS = 16  # room for a number and a short sentence; a rating needs one token
 
 
 def follows_prompt(qtype: QuestionType, text: str) -> bool:
