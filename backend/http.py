@@ -25,6 +25,7 @@ import concurrent.futures
 import itertools
 import json
 import logging
+import tempfile
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -138,8 +139,8 @@ class HttpEndpoint:
         fmt = protocol.SCORE_FORMAT_OF_SUFFIX.get(score_path.suffix.lower())
         if fmt is None:
             raise ScoreError(f"unsupported score type '{score_path.suffix[:20]}' (.musicxml, .xml, .mxl, .mid)")
-        parsed = engine.parse_score(take_id, await asyncio.to_thread(files.read, str(score_path), ScoreError), fmt,
-                                    score_path.name)
+        score_bytes = await asyncio.to_thread(files.read, str(score_path), ScoreError)
+        parsed = engine.parse_score(take_id, score_bytes, fmt, score_path.name)
         score = await parsed
         audio = await asyncio.to_thread(files.read, str(audio_path), AudioError)
         take = await engine.take_from_bytes(take_id, audio, audio_path.suffix.lstrip("."), "http")
@@ -154,7 +155,12 @@ class HttpEndpoint:
             engine.cancel(take)
 
         def plan() -> dict[str, Any]:
-            return plan_annotations(report, score, read_written_score(score_path), assessment).to_dict()
+            # the score for editing is parsed from the bytes the gate read, never from the path a second time
+            with tempfile.TemporaryDirectory(prefix="llaqo-") as folder:
+                copy = Path(folder) / score_path.name
+                copy.write_bytes(score_bytes)
+                written = read_written_score(copy)
+            return plan_annotations(report, score, written, assessment).to_dict()
 
         return {
             "type": "annotations",
