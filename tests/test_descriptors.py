@@ -175,3 +175,25 @@ def test_percepiano_import_renders_by_passage_with_labels_and_questions(shared_d
     assert "timing_stable_unstable" not in entries[-1]["descriptors"] and len(entries[-1]["descriptors"]) == 18
     again = import_percepiano(fake, tmp_path / "out")
     assert again.rendered == 0 and again.rows == 4  # resumes
+
+
+def test_a_long_transcription_job_does_the_held_out_takes_first_then_one_rendering_per_segment() -> None:
+    from llaqo_training.reports import analysis_order
+
+    def take(segment: str, passage: str, split: str, sound: str) -> dict:
+        return {"id": f"{segment}__{sound}", "segment": segment, "passage": passage, "split": split, "sound": sound}
+
+    entries = [
+        take("a1", "a", "train", "x"),
+        take("a1", "a", "train", "y"),
+        take("a2", "a", "train", "y"),
+        take("b1", "b", "train", "x"),
+        take("t1", "t", "test", "held"),
+        take("t1", "t", "test", "x"),
+        take("v1", "v", "val", "held"),
+    ]
+    order = [e["id"] for e in analysis_order(entries, "held")]
+    assert order[:2] == ["v1__held", "t1__held"]
+    assert set(order[2:4]) == {"a1__x", "b1__x"}  # each passage's first segment, first rendering
+    assert order.index("a2__y") < order.index("a1__y")  # every first rendering before any second one
+    assert order[-1] == "t1__x" and sorted(order) == sorted(e["id"] for e in entries)

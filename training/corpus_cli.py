@@ -31,6 +31,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     i.add_argument("--out", required=True, help="folder for manifest.jsonl")
     i.set_defaults(func=run_import)
 
+    a = sub.add_parser("analyse", help="transcribe and analyse a manifest's takes once, cached for training")
+    a.add_argument("manifest", help="manifest.jsonl (its reports go to reports/ beside it)")
+    a.add_argument("--split", choices=["train", "val", "test", "all"], default="all")
+    a.add_argument("--limit", type=int, help="stop after this many takes analysed now")
+    a.set_defaults(func=run_analyse)
+
 
 def run_build(args: argparse.Namespace) -> int:
     """Build or resume a corpus and print its summary."""
@@ -48,6 +54,21 @@ def run_build(args: argparse.Namespace) -> int:
     summary = build(config, progress=not args.no_progress)
     print(format_summary(summary))
     return 0 if summary["takes"] else 1
+
+
+def run_analyse(args: argparse.Namespace) -> int:
+    """Analyse (resumably) the takes not cached yet: PercePiano's held-out-sound takes first."""
+    from llaqo_training.dataset import read_manifest
+    from llaqo_training.percepiano import HELD_OUT_SOUND
+    from llaqo_training.reports import analyse_entries, analysis_order
+
+    entries = [e for e in read_manifest(args.manifest) if args.split in ("all", e.get("split", "train"))]
+    todo = analysis_order(entries, HELD_OUT_SOUND)
+    done, failed = analyse_entries(todo, Path(args.manifest).parent / "reports", limit=args.limit, progress=True)
+    print(f"{done} takes analysed now; {len(failed)} failed")
+    for line in failed[:10]:
+        print(f"failed: {line}")
+    return 0 if not failed else 1
 
 
 def run_import(args: argparse.Namespace) -> int:

@@ -30,10 +30,20 @@ def percepiano_dirs(manifest: str | Path) -> dict[str, Path]:
     }
 
 
-def training_table(entries: list[dict[str, Any]], manifest: str | Path) -> DescriptorTable:
-    """The training passages' takes with reports from their performance MIDI (built on first use)."""
+TRAIN_REPORTS = {
+    "transcribed": "transcription of the rendered audio, score-aligned (llaqo corpus analyse)",
+    "midi": "performance MIDI, score-aligned",
+}
+
+
+def training_table(entries: list[dict[str, Any]], manifest: str | Path, reports: str = "midi") -> DescriptorTable:
+    """The training passages' takes with their reports: `transcribed` — the takes `llaqo corpus analyse` has
+    transcribed so far (the reports inference sees); `midi` — every take, from its performance MIDI (built
+    on first use)."""
     dirs = percepiano_dirs(manifest)
     train = [e for e in entries if e.get("split") == "train" and e.get("descriptors")]
+    if reports == "transcribed":
+        return build_table(train, transcribed(dirs["transcribed"]), dirs["inputs_transcribed"])
     segments = {e["segment"]: {**e, "id": e["segment"]} for e in train if e.get("segment")}
     midi_reports(list(segments.values()), dirs["midi"])
     return build_table(train, from_midi(dirs["midi"]), dirs["inputs_midi"])
@@ -66,11 +76,15 @@ def evaluate_descriptors(
     split: str,
     reports: str = "transcribed",
     max_takes: int | None = None,
+    train_reports: str = "transcribed",
 ) -> dict[str, Any]:
-    """R², MAE, Pearson per scale: the model, the mean and statistics baselines, and three ablations."""
+    """R², MAE, Pearson per scale: the model, the mean and statistics baselines (fitted on the training
+    takes' `train_reports`), and three ablations."""
     if model.descriptor_head is None:
         return {"error": "this checkpoint has no descriptor head"}
-    train = training_table(entries, manifest)
+    train = training_table(entries, manifest, train_reports)
+    if not train.ids:
+        return {"error": f"no PercePiano training takes with {train_reports} reports (llaqo corpus analyse)"}
     test = held_out_table(entries, manifest, split, reports, max_takes)
     if not test.ids:
         return {"error": f"no '{split}' PercePiano takes with reports"}
@@ -90,7 +104,7 @@ def evaluate_descriptors(
         "sounds": sorted(set(test.sounds)),
         "reports": reports,
         "train_takes": len(train.ids),
-        "train_reports": "performance MIDI",
+        "train_reports": TRAIN_REPORTS[train_reports],
         "head_streams": list(head.config.streams),
         **{name: _rounded(v) for name, v in figures.items()},
     }

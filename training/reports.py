@@ -33,12 +33,17 @@ def cached_report(entry: dict[str, Any], cache_dir: str | Path) -> PerformanceRe
 
 
 def analyse_entries(
-    entries: list[dict[str, Any]], cache_dir: str | Path, analyzer: Analyzer | None = None
+    entries: list[dict[str, Any]],
+    cache_dir: str | Path,
+    analyzer: Analyzer | None = None,
+    limit: int | None = None,
+    progress: bool = False,
 ) -> tuple[int, list[str]]:
-    """Analyse every entry not cached yet (audio + score → report); returns (analysed now, failures)."""
+    """Analyse every entry not cached yet, in order (audio + score → report; at most `limit` now);
+    returns (analysed now, failures). `progress` prints one line per take."""
     cache = Path(cache_dir)
     cache.mkdir(parents=True, exist_ok=True)
-    todo = [e for e in entries if not cache_path(cache, e["id"]).is_file()]
+    todo = [e for e in entries if not cache_path(cache, e["id"]).is_file()][:limit]
     if not todo:
         return 0, []
     analyzer = analyzer or Analyzer()
@@ -54,8 +59,33 @@ def analyse_entries(
         tmp.write_text(report.to_json(), encoding="utf-8")
         tmp.replace(cache_path(cache, entry["id"]))
         done += 1
-        log.info("%s analysed in %.1f s", entry["id"], time.perf_counter() - started)
+        line = f"{entry['id']} analysed in {time.perf_counter() - started:.1f} s ({done}/{len(todo)})"
+        if progress:
+            print(line, flush=True)
+        else:
+            log.info(line)
     return done, failed
+
+
+def analysis_order(entries: list[dict[str, Any]], held_out_sound: str | None = None) -> list[dict[str, Any]]:
+    """The order a long transcription job takes entries in, so that a job stopped early is still useful:
+    the held-out takes (validation, then test, rendered with `held_out_sound`) first, then every training
+    segment's first rendering before any second one, passages interleaved; held-out takes in other sounds last."""
+    held_out = [e for e in entries if e.get("split") != "train"]
+    held = sorted((e for e in held_out if e.get("sound") == held_out_sound), key=lambda e: e.get("split") != "val")
+    other = [e for e in held_out if e.get("sound") != held_out_sound]
+    rest = [e for e in entries if e.get("split") == "train"]
+    seen: dict[str, int] = {}
+    nth_of_passage: dict[str, int] = {}
+    keyed = []
+    for e in rest:
+        segment = e.get("segment", e["id"])
+        nth = seen[segment] = seen.get(segment, -1) + 1
+        if nth == 0:
+            nth_of_passage[e.get("passage", "")] = nth_of_passage.get(e.get("passage", ""), -1) + 1
+        keyed.append(((nth, nth_of_passage.get(e.get("passage", ""), 0)), e))
+    keyed.sort(key=lambda k: k[0])
+    return held + [e for _, e in keyed] + other
 
 
 RENDER_LEAD_S = 0.5  # percepiano.py starts the audio this long before the first note

@@ -52,6 +52,7 @@ class TrainConfig:
     init_from: str | None = None  # continue training a checkpoint (its tokenizer and config) instead
     label_share: float = 0.5  # share of each take's sampled questions that are label (rating …) questions
     descriptor_manifest: str | None = None  # PercePiano manifest: fit the descriptor head on its training takes
+    descriptor_reports: str = "transcribed"  # the training takes' reports: as inference makes them, or "midi"
     descriptor_head: DescriptorConfig = field(default_factory=DescriptorConfig)
     descriptor_fit: HeadFit = field(default_factory=HeadFit)
     device: str = "auto"  # auto (CUDA when present), cpu or cuda
@@ -353,20 +354,24 @@ def train_language_model(
 def attach_descriptor_head(model: LlaqoModel, config: TrainConfig) -> dict:
     """Fit the descriptor head on the PercePiano manifest's training passages and give it to the model."""
     from llaqo_model.model.descriptor_head import DescriptorHead
-    from llaqo_training.descriptor_eval import training_table
+    from llaqo_training.descriptor_eval import TRAIN_REPORTS, training_table
 
     assert config.descriptor_manifest is not None
     t0 = time.monotonic()
-    table = training_table(read_manifest(config.descriptor_manifest), config.descriptor_manifest)
+    table = training_table(
+        read_manifest(config.descriptor_manifest), config.descriptor_manifest, config.descriptor_reports
+    )
     if not table.ids:
-        raise ValueError(f"{config.descriptor_manifest} has no training takes with descriptors")
+        raise ValueError(
+            f"{config.descriptor_manifest}: no training takes with descriptors and {config.descriptor_reports} reports"
+        )
     head: DescriptorHead = fit_head(table, config.descriptor_head, config.descriptor_fit)
     model.config.descriptors = config.descriptor_head
     model.descriptor_head = head.to(model.device)
     return {
         "train_takes": len(table.ids),
         "train_passages": len(set(table.passages)),
-        "train_reports": "performance MIDI, score-aligned",
+        "train_reports": TRAIN_REPORTS[config.descriptor_reports],
         "streams": list(config.descriptor_head.streams),
         "fit": f"MLP {config.descriptor_head.hidden} hidden, {config.descriptor_fit.epochs} epochs AdamW"
         if config.descriptor_head.hidden

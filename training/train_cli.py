@@ -25,6 +25,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     t.add_argument(
         "--descriptors", help="PercePiano manifest (llaqo corpus import percepiano): fit the descriptor head on it"
     )
+    t.add_argument(
+        "--descriptor-reports",
+        choices=["transcribed", "midi"],
+        default="transcribed",
+        help="reports the descriptor head trains on: transcribed takes (llaqo corpus analyse), or performance MIDI",
+    )
     t.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="auto: CUDA when present")
     t.add_argument("--lm", help="local Hugging Face causal LM folder to LoRA-train (never downloaded)")
     t.add_argument("--token-loss", action="store_true", help="average the loss over answer tokens, not over answers")
@@ -44,6 +50,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         choices=["transcribed", "midi"],
         default="transcribed",
         help="PercePiano: held-out reports from transcribing the audio, or (an upper bound) from the MIDI",
+    )
+    e.add_argument(
+        "--train-reports",
+        choices=["transcribed", "midi"],
+        default="transcribed",
+        help="PercePiano: the training takes' reports the statistics baseline is fitted on",
     )
     e.add_argument("--max-takes", type=int, help="PercePiano: transcribe at most this many held-out takes")
     e.add_argument("--out", help="also write the JSON here")
@@ -68,6 +80,7 @@ def run_train(args: argparse.Namespace) -> int:
         threads=args.threads,
         init_from=args.init_from,
         descriptor_manifest=args.descriptors,
+        descriptor_reports=args.descriptor_reports,
         device=args.device,
         lm=args.lm,
         per_answer_loss=not args.token_loss,
@@ -89,7 +102,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
         from llaqo_training.descriptor_eval import evaluate_descriptors
 
         model = from_pretrained(args.model)
-        result = evaluate_descriptors(model, entries, args.manifest, args.split, args.reports, args.max_takes)
+        result = evaluate_descriptors(
+            model, entries, args.manifest, args.split, args.reports, args.max_takes, args.train_reports
+        )
     else:
         from llaqo_training.evaluate import evaluate
 
