@@ -14,9 +14,10 @@ from sklearn.metrics import r2_score
 from llaqo_model.analysis.report import Note, PedalInterval, PerformanceReport
 from llaqo_model.model.assess import Assessor
 from llaqo_model.model.checkpoint import from_pretrained, save_pretrained
-from llaqo_model.model.descriptor_head import STREAMS, DescriptorConfig, DescriptorHead
+from llaqo_model.model.descriptor_head import DescriptorConfig, DescriptorHead
 from llaqo_model.model.descriptors import DESCRIPTOR_KEYS, answer_text, descriptor_of, descriptor_question
 from llaqo_model.model.llaqo import LlaqoModel, tiny_config
+from llaqo_model.model.take_features import STREAMS
 from llaqo_model.model.tokenizer import train_tokenizer
 from llaqo_training.descriptor_data import DescriptorTable, label_arrays
 from llaqo_training.descriptor_fit import HeadFit, fit_head, predict_head, scale_scores, statistics_baseline

@@ -16,9 +16,9 @@ import torch
 
 from llaqo_model.analysis.report import PerformanceReport
 from llaqo_model.io import load_audio
-from llaqo_model.model.descriptor_head import STREAMS, head_inputs, stream_slices
 from llaqo_model.model.descriptors import DESCRIPTOR_KEYS
 from llaqo_model.model.frontend import FrontendConfig, audio_windows
+from llaqo_model.model.take_features import STREAMS, head_inputs, stream_slices
 from llaqo_training.reports import cached_report
 
 ReportSource = Callable[[dict[str, Any]], PerformanceReport | None]

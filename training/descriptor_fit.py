@@ -18,8 +18,9 @@ from sklearn.model_selection import GroupKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from llaqo_model.model.descriptor_head import DescriptorConfig, DescriptorHead, masked_mse, stream_slices
+from llaqo_model.model.descriptor_head import DescriptorConfig, DescriptorHead, masked_mse
 from llaqo_model.model.descriptors import DESCRIPTOR_KEYS
+from llaqo_model.model.take_features import stream_slices
 from llaqo_training.descriptor_data import DescriptorTable, as_tensors
 
 RIDGE_ALPHAS = np.logspace(-2, 4, 13)  # wide enough that the CV choice is never at an edge in practice

@@ -13,12 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from scipy.stats import spearmanr
 from sklearn.metrics import r2_score
 
 from llaqo_model.analysis.report import RUBRIC_KEYS, TECHNIQUES
+from llaqo_model.model.answer_head import AnswerHead, AnswerHeadConfig
 from llaqo_model.model.checkpoint import from_pretrained
-from llaqo_model.model.llaqo import LlaqoModel
+from llaqo_model.model.llaqo import Choice, LlaqoModel
 from llaqo_model.model.prompts import (
     DIFFICULTY,
     OVERALL,
@@ -29,7 +31,11 @@ from llaqo_model.model.prompts import (
     options_for,
     rating,
 )
+from llaqo_model.model.take_features import stream_slices
+from llaqo_training.answer_fit import AnswerTable, build_answer_table, fit_answer_head
 from llaqo_training.dataset import TrainTake, load_takes, read_manifest
+from llaqo_training.descriptor_fit import derangement
+from llaqo_training.reports import analyse_entries
 
 FREE_ANSWER_TOKENS = 16  # room for a number and a short sentence; a rating needs one token
 
@@ -174,16 +180,68 @@ def score_predictions(
     }
 
 
+def head_predictions(
+    head: AnswerHead, table: AnswerTable, shuffle: tuple[str, ...] = (), seed: int = 0
+) -> list[dict[QuestionType, Choice]]:
+    """The answer head's answers for every take of `table`; streams named in `shuffle` get another take's
+    values (an ablation)."""
+    x = torch.from_numpy(table.stream(head.config.streams)).float()
+    slices = stream_slices(head.config.streams)
+    order = torch.from_numpy(derangement(len(x), np.random.default_rng(seed)))
+    for name in shuffle:
+        if name in slices:
+            x[:, slices[name]] = x[order][:, slices[name]]
+    return [{q: Choice(max(p, key=p.get), p) for q, p in take.items()} for take in head.answer_probs(x)]
+
+
+def head_figures(
+    model: LlaqoModel,
+    entries: list[dict[str, Any]],
+    chosen: list[TrainTake],
+    manifest: str | Path,
+    reports: tuple[str, str],
+    baselines: Baselines,
+) -> dict[str, Any]:
+    """The answer head beside a logistic regression over the 16 note statistics alone (fitted on the training
+    takes), and with the audio stream or the analysis streams shuffled between takes; `reports` are the
+    (training, evaluated) takes' report sources."""
+    assert model.answer_head is not None
+    train_entries = [e for e in entries if e.get("split", "train") == "train"]
+    train = build_answer_table(train_entries, manifest, reports[0])
+    test = build_answer_table([e for e in entries if e["id"] in {t.id for t in chosen}], manifest, reports[1])
+    by_id = {t.id: t for t in chosen}
+    takes = [by_id[i] for i in test.ids]
+    statistics_head, _ = fit_answer_head(train, AnswerHeadConfig(streams=("statistics",)))
+    analysis = ("statistics", "aligned", "rubric")
+    runs = {
+        "answer_head": head_predictions(model.answer_head, test),
+        "baseline_statistics_logistic": head_predictions(statistics_head, test),
+        "ablation_audio_shuffled": head_predictions(model.answer_head, test, ("audio",)),
+        "ablation_analysis_shuffled": head_predictions(model.answer_head, test, analysis),
+    }
+    return {
+        "train_reports": reports[0],
+        "reports": reports[1],
+        "train_takes": len(train.ids),
+        **{name: score_predictions(takes, preds, baselines) for name, preds in runs.items()},
+    }
+
+
 def evaluate(
     checkpoint: str | Path,
     manifest: str | Path,
     split: str = "val",
     cache_dir: str | None = None,
     shuffle_audio: bool = False,
+    reports: str = "midi",
+    train_reports: str = "midi",
+    max_takes: int | None = None,
 ) -> dict:
     """Load a checkpoint and score it on `split` of the manifest.
 
     `shuffle_audio` gives every take another take's audio (a check of how much the answers use the audio).
+    With an answer head, its figures (`reports`: the takes' reports from their performance MIDI or their
+    cached transcription) stand beside the statistics baseline and its ablations.
     """
     model = from_pretrained(checkpoint)
     entries = read_manifest(manifest)
@@ -197,5 +255,22 @@ def evaluate(
         for i, t in enumerate(takes):
             t.prepared = prepared[(i + 1) % len(takes)]
     baselines = training_baselines([e for e in entries if e.get("split", "train") == "train"] or chosen)
+    head = None
+    if model.answer_head is not None:
+        if reports == "transcribed":  # resumable; the takes not transcribed within `max_takes` are left out
+            analyse_entries(chosen[:max_takes], Path(manifest).parent / "reports")
+        head = head_figures(model, entries, takes, manifest, (train_reports, reports), baselines)
+    if head is not None:  # the LM is not asked what the head answers
+        model.answer_head = None
     metrics = score_predictions(takes, predict(model, takes), baselines, free_answers(model, takes))
-    return {"checkpoint": str(checkpoint), "split": split, "shuffled_audio": shuffle_audio, **metrics}
+    out = {"checkpoint": str(checkpoint), "split": split, "shuffled_audio": shuffle_audio}
+    if head is None:
+        return {**out, **metrics}
+    answered = {k: v for k, v in head["answer_head"].items() if not k.startswith("prompt_following_rate_free")}
+    return {
+        **out,
+        **answered,  # what a user gets: the head's answers, and the LM's free answers
+        "prompt_following_rate_free": metrics["prompt_following_rate_free"],
+        "answer_head_figures": head,
+        "language_model": metrics,
+    }

@@ -55,6 +55,8 @@ class TrainConfig:
     descriptor_reports: str = "transcribed"  # the training takes' reports: as inference makes them, or "midi"
     descriptor_head: DescriptorConfig = field(default_factory=DescriptorConfig)
     descriptor_fit: HeadFit = field(default_factory=HeadFit)
+    answer_head: bool = True  # fit the answer head (ratings, overall, difficulty, technique) on the training takes
+    answer_reports: str = "midi"  # its takes' reports: "midi" (performance MIDI) or "transcribed" (corpus analyse)
     device: str = "auto"  # auto (CUDA when present), cpu or cuda
     lm: str | None = None  # local Hugging Face causal LM folder: LoRA-train it instead of the embedded LM
     per_answer_loss: bool = True  # weigh every answer alike, not every token (a rating is one digit)
@@ -260,6 +262,8 @@ def train(config: TrainConfig) -> Path:
     if config.steps > 0:
         val_entries = [e for e in entries if e.get("split") == "val"]
         summary.update(train_language_model(model, train_entries, val_entries, config, state, summary))
+    if config.answer_head and any(e.get("ratings") for e in train_entries):
+        summary["answers"] = attach_answer_head(model, config, train_entries)
     if config.descriptor_manifest:
         summary["descriptors"] = attach_descriptor_head(model, config)
     save_pretrained(model, out)
@@ -376,5 +380,30 @@ def attach_descriptor_head(model: LlaqoModel, config: TrainConfig) -> dict:
         "fit": f"MLP {config.descriptor_head.hidden} hidden, {config.descriptor_fit.epochs} epochs AdamW"
         if config.descriptor_head.hidden
         else "linear: ridge per scale, alpha by 5-fold CV over training passages",
+        "seconds": round(time.monotonic() - t0),
+    }
+
+
+def attach_answer_head(model: LlaqoModel, config: TrainConfig, train_entries: list[dict]) -> dict:
+    """Fit the answer head on the training takes and give it to the model (it then answers every constrained
+    question in place of the LM)."""
+    from llaqo_model.model.answer_head import AnswerHeadConfig
+    from llaqo_training.answer_fit import build_answer_table, fit_answer_head
+
+    t0 = time.monotonic()
+    table = build_answer_table(train_entries, config.manifest, config.answer_reports)
+    if not table.ids:
+        raise ValueError(f"{config.manifest}: no labelled training takes with {config.answer_reports} reports")
+    head_config = AnswerHeadConfig()
+    head, chosen = fit_answer_head(table, head_config)
+    model.config.answers = head_config
+    model.answer_head = head.to(model.device)
+    return {
+        "train_takes": len(table.ids),
+        "train_pieces": len(set(table.groups)),
+        "train_reports": config.answer_reports,
+        "streams": list(head_config.streams),
+        "fit": "multinomial logistic regression per question, C by 5-fold CV over pieces",
+        "C": chosen,
         "seconds": round(time.monotonic() - t0),
     }

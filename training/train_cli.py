@@ -31,6 +31,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="transcribed",
         help="reports the descriptor head trains on: transcribed takes (llaqo corpus analyse), or performance MIDI",
     )
+    t.add_argument("--no-answer-head", action="store_true", help="the LM answers ratings/difficulty/technique")
+    t.add_argument(
+        "--answer-reports",
+        choices=["midi", "transcribed"],
+        default="midi",
+        help="reports the answer head trains on: performance MIDI, or transcribed takes (llaqo corpus analyse)",
+    )
     t.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="auto: CUDA when present")
     t.add_argument("--lm", help="local Hugging Face causal LM folder to LoRA-train (never downloaded)")
     t.add_argument("--token-loss", action="store_true", help="average the loss over answer tokens, not over answers")
@@ -49,15 +56,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--reports",
         choices=["transcribed", "midi"],
         default="transcribed",
-        help="PercePiano: held-out reports from transcribing the audio, or (an upper bound) from the MIDI",
+        help="the evaluated takes' reports: transcribing their audio (as a user gets), or (an upper bound) their MIDI",
     )
     e.add_argument(
         "--train-reports",
         choices=["transcribed", "midi"],
-        default="transcribed",
-        help="PercePiano: the training takes' reports the statistics baseline is fitted on",
+        help="the training takes' reports the baselines are fitted on (default: PercePiano transcribed, corpus midi)",
     )
-    e.add_argument("--max-takes", type=int, help="PercePiano: transcribe at most this many held-out takes")
+    e.add_argument("--max-takes", type=int, help="transcribe at most this many evaluated takes")
     e.add_argument("--out", help="also write the JSON here")
     e.set_defaults(func=run_evaluate)
 
@@ -81,6 +87,8 @@ def run_train(args: argparse.Namespace) -> int:
         init_from=args.init_from,
         descriptor_manifest=args.descriptors,
         descriptor_reports=args.descriptor_reports,
+        answer_head=not args.no_answer_head,
+        answer_reports=args.answer_reports,
         device=args.device,
         lm=args.lm,
         per_answer_loss=not args.token_loss,
@@ -103,12 +111,15 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
         model = from_pretrained(args.model)
         result = evaluate_descriptors(
-            model, entries, args.manifest, args.split, args.reports, args.max_takes, args.train_reports
+            model, entries, args.manifest, args.split, args.reports, args.max_takes, args.train_reports or "transcribed"
         )
     else:
         from llaqo_training.evaluate import evaluate
 
-        result = evaluate(args.model, args.manifest, args.split, args.cache, args.shuffle_audio)
+        result = evaluate(
+            args.model, args.manifest, args.split, args.cache, args.shuffle_audio,
+            args.reports, args.train_reports or "midi", args.max_takes,
+        )  # fmt: skip
     text = json.dumps(result, indent=1)
     print(text)
     if args.out:

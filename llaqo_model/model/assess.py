@@ -89,10 +89,12 @@ class Assessor:
         m = self.model
         prepared = [m.prepare(s, sr) for s, sr, _ in items]
         audio = m.encode_audio(prepared)
-        descriptors = self._describe(items, prepared)
+        mels = [m.mel_windows(s, sr, p) for (s, sr, _), p in zip(items, prepared, strict=True)]
+        descriptors = m.describe([r for _, _, r in items], mels)
         texts = [self._report_text(r) for _, _, r in items]
-        fixed = canonical_questions()
-        rows = [(i, t, q) for i in range(len(items)) for t, q in fixed.items()]
+        answers_by_take = m.head_choices([r for _, _, r in items], mels)
+        rows = [(i, t, q) for i in range(len(items)) for t, q in canonical_questions().items()]
+        rows = [row for row in rows if row[1] not in answers_by_take[row[0]]]  # the LM answers the rest
         choices = []
         for start in range(0, len(rows), MAX_ROWS):
             chunk = rows[start : start + MAX_ROWS]
@@ -102,6 +104,8 @@ class Assessor:
                 [texts[i] for i, _, _ in chunk],
                 [t for _, t, _ in chunk],
             )
+        for (i, qtype, _), choice in zip(rows, choices, strict=True):
+            answers_by_take[i][qtype] = choice
         free: list[tuple[int, int, str]] = []
         for i, (_, _, report) in enumerate(items):
             bars = report.problem_bars()[:MAX_BAR_COMMENTS]
@@ -114,9 +118,6 @@ class Assessor:
                 [q for _, _, q in chunk],
                 [texts[i] for i, _, _ in chunk],
             )
-        answers_by_take: list[dict] = [{} for _ in items]
-        for (i, qtype, _), choice in zip(rows, choices, strict=True):
-            answers_by_take[i][qtype] = choice
         results = []
         for (_, _, report), answered, described in zip(items, answers_by_take, descriptors, strict=True):
             ratings = {q.key: int(c.answer) for q, c in answered.items() if q.kind == AnswerKind.RATING}
@@ -142,28 +143,28 @@ class Assessor:
                 results[i].bar_comments.append(BarComment(bar=bar, text=kept))
         return results
 
-    def _describe(
-        self, items: list[tuple[np.ndarray, int, PerformanceReport]], prepared: list[tuple[torch.Tensor, torch.Tensor]]
-    ) -> list[dict[str, float]]:
-        m = self.model
-        mels = [m.mel_windows(s, sr, p) for (s, sr, _), p in zip(items, prepared, strict=True)]
-        return m.describe([r for _, _, r in items], mels)
-
     @torch.no_grad()
     def ask(self, samples: np.ndarray, sample_rate: int, report: PerformanceReport, question: str) -> Iterator[str]:
         """Stream the answer to a free question as text deltas (rating-style questions answer constrained)."""
         m = self.model
-        key = descriptor_of(question)
-        if key is not None and m.descriptor_head is not None:
+        key, qtype = descriptor_of(question), question_type(question)
+        head_answers = (key is not None and m.descriptor_head is not None) or (
+            qtype is not None and m.answer_head is not None
+        )
+        if head_answers:  # the same head, and so the same number, as `assess`
             with self.cpu_threads():
                 prepared = m.prepare(samples, sample_rate)
-                value = self._describe([(samples, sample_rate, report)], [prepared])[0][key]
-            yield answer_text(value)
-            return
+                mels = [m.mel_windows(samples, sample_rate, prepared)]
+                if key is not None and m.descriptor_head is not None:
+                    yield answer_text(m.describe([report], mels)[0][key])
+                    return
+                choice = m.head_choices([report], mels)[0].get(qtype)
+            if choice is not None:
+                yield choice.answer
+                return
         with self.cpu_threads():
             audio = m.encode_audio([m.prepare(samples, sample_rate)])
             text = self._report_text(report)
-            qtype = question_type(question)
             if qtype is not None:
                 answer = m.choose(audio, [question], [text], [qtype])[0].answer
             else:

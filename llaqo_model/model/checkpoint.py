@@ -22,7 +22,7 @@ WEIGHTS = "model.safetensors"
 
 def trained_state(model: LlaqoModel) -> dict[str, torch.Tensor]:
     """The parameters a checkpoint must store (everything not recoverable from a base path)."""
-    keep = ["qformer.", "audio_token", "descriptor_head."]
+    keep = ["qformer.", "audio_token", "descriptor_head.", "answer_head."]
     if not model.config.encoder.frozen:
         keep.append("encoder.")
     if model.config.lm.train == "full":

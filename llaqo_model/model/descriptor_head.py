@@ -1,7 +1,7 @@
 """The descriptor head: the model's answers to the 19 perceptual questions, from the analysis and the audio.
 
 Input per take: the transcription statistics, the score-aligned performance statistics and the audio
-statistics (`descriptor_features`), concatenated; standardised with the training set's mean and spread
+statistics (`take_features`), concatenated; standardised with the training set's mean and spread
 (buffers, saved with the weights). A small MLP predicts each descriptor's offset from its training mean.
 The loss is the mean squared error over the labels a take has (rows missing a label still train on the rest).
 """
@@ -10,16 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.nn as nn
 
-from llaqo_model.analysis.report import PerformanceReport
-from llaqo_model.model.descriptor_features import aligned_statistics, audio_statistics, take_statistics
 from llaqo_model.model.descriptors import DESCRIPTOR_KEYS
-
-# (stream name, width): the order of the head's input vector
-STREAMS: tuple[tuple[str, int], ...] = (("statistics", 16), ("aligned", 12), ("audio", 10))
+from llaqo_model.model.take_features import STREAMS
 
 
 @dataclass
@@ -34,28 +29,6 @@ class DescriptorConfig:
     @property
     def n_in(self) -> int:
         return sum(width for name, width in STREAMS if name in self.streams)
-
-
-def stream_slices(streams: tuple[str, ...]) -> dict[str, slice]:
-    """Where each used stream sits in the input vector."""
-    out, start = {}, 0
-    for name, width in STREAMS:
-        if name in streams:
-            out[name] = slice(start, start + width)
-            start += width
-    return out
-
-
-def head_inputs(
-    report: PerformanceReport, windows: torch.Tensor, lengths: torch.Tensor, streams: tuple[str, ...]
-) -> np.ndarray:
-    """The head's input vector for one take: its report and its prepared log-mel windows."""
-    parts = {
-        "statistics": lambda: take_statistics(report),
-        "aligned": lambda: aligned_statistics(report),
-        "audio": lambda: audio_statistics(windows, lengths),
-    }
-    return np.concatenate([parts[name]() for name, _ in STREAMS if name in streams]).astype(np.float32)
 
 
 class DescriptorHead(nn.Module):

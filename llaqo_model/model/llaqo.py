@@ -17,19 +17,24 @@ import torch.nn as nn
 from transformers import PreTrainedTokenizerFast
 
 from llaqo_model.analysis.report import PerformanceReport
-from llaqo_model.model.descriptor_head import DescriptorConfig, DescriptorHead, head_inputs
+from llaqo_model.model.answer_head import AnswerHead, AnswerHeadConfig
+from llaqo_model.model.descriptor_head import DescriptorConfig, DescriptorHead
 from llaqo_model.model.descriptors import DESCRIPTOR_KEYS
 from llaqo_model.model.encoder import EncoderConfig, build_encoder
 from llaqo_model.model.frontend import FrontendConfig, audio_windows
 from llaqo_model.model.lm import LMConfig, Trie, add_lora, build_lm, decode
 from llaqo_model.model.prompts import QuestionType, options_for, prompt_parts
 from llaqo_model.model.qformer import QFormer, QFormerConfig
+from llaqo_model.model.take_features import head_inputs
+
+SUB_CONFIGS = ("frontend", "encoder", "qformer", "lm", "descriptors", "answers")
 
 
 @dataclass
 class LlaqoConfig:
     """All component configs; `grounding` puts the report text into the prompt (False: paper-faithful);
-    `descriptors` adds the head answering the 19 perceptual questions (None: a model without it)."""
+    `descriptors` adds the head answering the 19 perceptual questions, `answers` the head answering the
+    constrained questions (ratings, overall, difficulty, technique) in place of the LM (None: without)."""
 
     frontend: FrontendConfig = field(default_factory=FrontendConfig)
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
@@ -39,6 +44,7 @@ class LlaqoConfig:
     max_report_tokens: int = 160
     max_answer_tokens: int = 48
     descriptors: DescriptorConfig | None = None
+    answers: AnswerHeadConfig | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
@@ -52,13 +58,17 @@ class LlaqoConfig:
         head = data.get("descriptors")
         if head is not None:
             head = DescriptorConfig(**{**head, "streams": tuple(head.get("streams", DescriptorConfig.streams))})
+        answers = data.get("answers")
+        if answers is not None:
+            answers = AnswerHeadConfig(streams=tuple(answers.get("streams", AnswerHeadConfig.streams)))
         return cls(
             frontend=FrontendConfig(**data["frontend"]),
             encoder=EncoderConfig(**enc),
             qformer=QFormerConfig(**data["qformer"]),
             lm=LMConfig(**data["lm"]),
             descriptors=head,
-            **{k: v for k, v in data.items() if k not in ("frontend", "encoder", "qformer", "lm", "descriptors")},
+            answers=answers,
+            **{k: v for k, v in data.items() if k not in SUB_CONFIGS},
         )
 
 
@@ -169,6 +179,7 @@ class LlaqoModel(nn.Module):
         self.qformer = QFormer(config.qformer, text_dim=lm.config.hidden_size)
         self.audio_token = nn.Parameter(torch.randn(lm.config.hidden_size) * 0.02)
         self.descriptor_head = DescriptorHead(config.descriptors) if config.descriptors is not None else None
+        self.answer_head = AnswerHead(config.answers) if config.answers is not None else None
 
     @property
     def device(self) -> torch.device:
@@ -212,11 +223,13 @@ class LlaqoModel(nn.Module):
             return audio_windows(samples, sample_rate, self.config.frontend)
         return prepared
 
-    def descriptor_inputs(
-        self, reports: list[PerformanceReport], prepared: list[tuple[torch.Tensor, torch.Tensor]]
+    def take_inputs(
+        self,
+        reports: list[PerformanceReport],
+        prepared: list[tuple[torch.Tensor, torch.Tensor]],
+        streams: tuple[str, ...],
     ) -> torch.Tensor:
-        """The descriptor head's inputs (B, n_in) from each take's report and log-mel windows (`mel_windows`)."""
-        streams = self.config.descriptors.streams if self.config.descriptors else ()
+        """A head's inputs (B, n_in) of `streams` from each take's report and log-mel windows (`mel_windows`)."""
         rows = [head_inputs(r, w, n, streams) for r, (w, n) in zip(reports, prepared, strict=True)]
         return torch.from_numpy(np.stack(rows)).to(self.device)
 
@@ -226,8 +239,18 @@ class LlaqoModel(nn.Module):
         """The 19 perceptual descriptors (0–1) of each take (report + `mel_windows`); {} without the head."""
         if self.descriptor_head is None:
             return [{} for _ in reports]
-        values = self.descriptor_head(self.descriptor_inputs(reports, prepared)).clamp(0, 1).cpu().numpy()
+        inputs = self.take_inputs(reports, prepared, self.descriptor_head.config.streams)
+        values = self.descriptor_head(inputs).clamp(0, 1).cpu().numpy()
         return [{k: round(float(v), 4) for k, v in zip(DESCRIPTOR_KEYS, row, strict=True)} for row in values]
+
+    def head_choices(
+        self, reports: list[PerformanceReport], prepared: list[tuple[torch.Tensor, torch.Tensor]]
+    ) -> list[dict[QuestionType, Choice]]:
+        """The answer head's constrained answers of each take (report + `mel_windows`); {} without the head."""
+        if self.answer_head is None:
+            return [{} for _ in reports]
+        probs = self.answer_head.answer_probs(self.take_inputs(reports, prepared, self.answer_head.config.streams))
+        return [{q: Choice(max(p, key=p.get), p) for q, p in take.items()} for take in probs]
 
     # --- prompt assembly ---------------------------------------------------------------------------
 

@@ -1,9 +1,11 @@
-"""Per-take inputs of the descriptor head, each a fixed-length vector (note arrays in, vectors out).
+"""Per-take inputs of the model's heads (descriptors, constrained answers): fixed-length vectors, note arrays in.
 
-Three streams, all from what one `analyze` already computes (no second transcription pass):
+Four streams, all from what one `analyze` already computes (no second transcription pass):
 - `take_statistics`: 16 statistics of the transcribed notes and pedal (the statistics baseline's input);
 - `aligned_statistics`: the score-aligned performance — per-bar tempo, timing, velocity, articulation,
   asynchrony and balance deviations, and how much of the score was played as written;
+- `rubric_statistics`: what the analysis found, per bar played: the rate of each kind of stated issue and the
+  share of score notes played wrong, missed or extra;
 - `audio_statistics`: the sound itself, from the model's log-mel front end — gain-free level movement,
   onset sharpness, decay (touch, pedal resonance, room) and the early/late level difference.
 """
@@ -13,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from llaqo_model.analysis.report import PerformanceReport
+from llaqo_model.analysis.report import NOTE_ERROR_KINDS, IssueKind, PerformanceReport
 
 N_BANDS = 8  # log-mel bands of the spectral-shape summary (low to high)
 MIN_IOI_S = 0.03  # onsets closer than this are one chord
@@ -95,6 +97,24 @@ def aligned_statistics(report: PerformanceReport) -> np.ndarray:
     return out
 
 
+RUBRIC_KINDS: tuple[IssueKind, ...] = tuple(IssueKind)  # one rate per kind, in the enum's (stable) order
+
+
+def rubric_statistics(report: PerformanceReport) -> np.ndarray:
+    """Stated issues per bar played, one rate per `IssueKind`, then the share of score notes with a stated
+    note error (zeros without a score)."""
+    out = np.zeros(len(RUBRIC_KINDS) + 1, dtype=np.float32)
+    if not report.bars:
+        return out
+    stated = [issue for _, issue in report.stated_issues()]
+    for i, kind in enumerate(RUBRIC_KINDS):
+        out[i] = sum(issue.kind == kind for issue in stated) / len(report.bars)
+    score_notes = report.alignment.score_notes if report.alignment is not None else 0
+    errors = sum(issue.kind in NOTE_ERROR_KINDS for issue in stated)
+    out[-1] = min(1.0, errors / score_notes) if score_notes else 0.0
+    return out
+
+
 def audio_statistics(windows: torch.Tensor, lengths: torch.Tensor) -> np.ndarray:
     """10 statistics of how the sound moves, from the model's normalised log-mel windows (gain-free).
 
@@ -126,3 +146,35 @@ def audio_statistics(windows: torch.Tensor, lengths: torch.Tensor) -> np.ndarray
         (shape[:, bands[-1]].mean(axis=1) - shape[:, bands[0]].mean(axis=1)).std(),
     ]
     return out
+
+
+# (stream name, width): the order of the head's input vector
+STREAMS: tuple[tuple[str, int], ...] = (
+    ("statistics", 16),
+    ("aligned", 12),
+    ("rubric", len(RUBRIC_KINDS) + 1),
+    ("audio", 10),
+)
+
+
+def stream_slices(streams: tuple[str, ...]) -> dict[str, slice]:
+    """Where each used stream sits in the input vector."""
+    out, start = {}, 0
+    for name, width in STREAMS:
+        if name in streams:
+            out[name] = slice(start, start + width)
+            start += width
+    return out
+
+
+def head_inputs(
+    report: PerformanceReport, windows: torch.Tensor, lengths: torch.Tensor, streams: tuple[str, ...]
+) -> np.ndarray:
+    """The head's input vector for one take: its report and its prepared log-mel windows."""
+    parts = {
+        "statistics": lambda: take_statistics(report),
+        "aligned": lambda: aligned_statistics(report),
+        "rubric": lambda: rubric_statistics(report),
+        "audio": lambda: audio_statistics(windows, lengths),
+    }
+    return np.concatenate([parts[name]() for name, _ in STREAMS if name in streams]).astype(np.float32)

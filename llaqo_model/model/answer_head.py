@@ -1,0 +1,76 @@
+"""The answer head: the model's constrained answers — the 12 ratings, overall, difficulty and technique — from
+what the analysis found in the take and how it sounds.
+
+Input per take: the per-take streams of `take_features` (statistics of the transcribed notes, the
+score-aligned performance, the rate of each kind of stated issue, the sound), standardised with the training
+set's mean and spread (buffers, saved with the weights). One linear layer per question scores each allowed
+answer; a softmax over them is the answer's distribution (a multinomial logistic regression per question,
+fitted with each question of each take weighing the same). The model answers these questions from this head
+when it has one, in `assess` and `ask` alike, so both give the same number.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+
+from llaqo_model.model.prompts import QuestionType, canonical_questions, options_for
+from llaqo_model.model.take_features import STREAMS
+
+ABSENT_ANSWER_LOGIT = -30.0  # an answer never seen in training is never chosen (probability ~1e-13)
+
+
+@dataclass
+class AnswerHeadConfig:
+    """`streams`: the per-take inputs used (names from `take_features.STREAMS`)."""
+
+    streams: tuple[str, ...] = ("statistics", "aligned", "rubric", "audio")
+
+    @property
+    def n_in(self) -> int:
+        return sum(width for name, width in STREAMS if name in self.streams)
+
+
+def head_questions() -> list[QuestionType]:
+    """The constrained questions the head answers: every field of an assessment."""
+    return list(canonical_questions())
+
+
+class AnswerHead(nn.Module):
+    """Standardise → one Linear per question → log-probabilities over that question's options."""
+
+    def __init__(self, config: AnswerHeadConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.register_buffer("in_mean", torch.zeros(config.n_in))
+        self.register_buffer("in_std", torch.ones(config.n_in))
+        self.layers = nn.ModuleDict(
+            {str(q): nn.Linear(config.n_in, len(options_for(q) or [])) for q in head_questions()}
+        )
+
+    def fit_normalisation(self, inputs: torch.Tensor) -> None:
+        """Set the input standardisation from the training inputs."""
+        self.in_mean.copy_(inputs.mean(0))
+        self.in_std.copy_(inputs.std(0).clamp_min(1e-4))
+
+    def standardise(self, inputs: torch.Tensor) -> torch.Tensor:
+        """(B, n_in) raw inputs → the standardised inputs the layers read."""
+        return ((inputs - self.in_mean) / self.in_std).clamp(-6, 6)
+
+    def forward(self, inputs: torch.Tensor) -> dict[str, torch.Tensor]:
+        """(B, n_in) → {str(question type): (B, options) log-probabilities}."""
+        x = self.standardise(inputs)
+        return {name: layer(x).log_softmax(-1) for name, layer in self.layers.items()}
+
+    @torch.no_grad()
+    def answer_probs(self, inputs: torch.Tensor) -> list[dict[QuestionType, dict[str, float]]]:
+        """Per take, each question's distribution over its options (option text → probability)."""
+        logprobs = self(inputs)
+        out: list[dict[QuestionType, dict[str, float]]] = [{} for _ in range(len(inputs))]
+        for q in head_questions():
+            probs = logprobs[str(q)].exp().cpu()
+            for i, row in enumerate(probs):
+                out[i][q] = {o: float(p) for o, p in zip(options_for(q) or [], row, strict=True)}
+        return out

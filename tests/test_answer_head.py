@@ -1,0 +1,95 @@
+"""The answer head: ratings, overall, difficulty and technique come from what was played — a head fitted on
+takes whose rating follows what the analysis found recovers it on new takes, shuffling that input between takes
+loses it, `ask` and `assess` give the same answer, and a checkpoint keeps the head."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from llaqo_model.analysis.report import Bar, Issue, IssueKind, Note, PerformanceReport
+from llaqo_model.model.answer_head import AnswerHeadConfig
+from llaqo_model.model.assess import Assessor
+from llaqo_model.model.checkpoint import from_pretrained, save_pretrained
+from llaqo_model.model.llaqo import LlaqoModel, tiny_config
+from llaqo_model.model.prompts import OVERALL, TECHNIQUE, canonical_questions, rating
+from llaqo_model.model.take_features import RUBRIC_KINDS, STREAMS, stream_slices
+from llaqo_model.model.tokenizer import train_tokenizer
+from llaqo_training.answer_fit import AnswerTable, answer_indices, fit_answer_head
+from llaqo_training.evaluate import head_predictions
+
+RATE = 16000
+N_IN = sum(w for _, w in STREAMS)
+RUBRIC = stream_slices(tuple(name for name, _ in STREAMS))["rubric"]
+WRONG_RATE = RUBRIC.start + RUBRIC_KINDS.index(IssueKind.WRONG_NOTE)
+
+
+def table_where_pitch_accuracy_follows_wrong_notes(n: int, seed: int) -> AnswerTable:
+    """Random inputs, except that pitch_accuracy falls as the rate of wrong notes per bar rises."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, N_IN)).astype(np.float32)
+    x[:, WRONG_RATE] = rng.uniform(0, 1, n)
+    answers = {q: np.full(n, -1) for q in canonical_questions()}
+    answers[rating("pitch_accuracy")] = (5 - np.floor(x[:, WRONG_RATE] * 5.999)).astype(int)  # option 0–5 ≙ 1–6
+    answers[TECHNIQUE] = rng.integers(0, 7, n)
+    ids, pieces = [f"t{i}" for i in range(n)], [f"p{i % 10}" for i in range(n)]
+    return AnswerTable(inputs=x, answers=answers, ids=ids, groups=pieces)
+
+
+def accuracy(preds: list, table: AnswerTable) -> float:
+    q = rating("pitch_accuracy")
+    return float(np.mean([int(p[q].answer) - 1 == y for p, y in zip(preds, table.answers[q], strict=True)]))
+
+
+def test_a_rating_that_follows_the_analysis_is_recovered_and_lost_when_the_analysis_is_shuffled() -> None:
+    head, _ = fit_answer_head(table_where_pitch_accuracy_follows_wrong_notes(400, 0), AnswerHeadConfig())
+    new = table_where_pitch_accuracy_follows_wrong_notes(200, 1)
+    assert accuracy(head_predictions(head, new), new) > 0.5  # answering the mode: 0.23
+    assert accuracy(head_predictions(head, new, ("rubric",)), new) < 0.3
+    # every question has a distribution over its own options only; an unlabelled one answers something valid
+    preds = head_predictions(head, new)
+    assert abs(sum(preds[0][OVERALL].probs.values()) - 1) < 1e-5 and preds[0][OVERALL].answer in "123456"
+
+
+def test_labels_become_option_indices_and_missing_labels_are_skipped() -> None:
+    entry = {"ratings": {"evenness": 2}, "overall": 6, "difficulty": 9, "technique": "scales"}
+    idx = answer_indices(entry)
+    assert idx[rating("evenness")] == 1 and idx[OVERALL] == 5 and idx[TECHNIQUE] == 0
+    assert idx[rating("pitch_accuracy")] == -1
+
+
+def take(wrong_bars: int, seed: int) -> tuple[np.ndarray, PerformanceReport]:
+    """A four-bar take with a wrong note stated in the first `wrong_bars` bars."""
+    rng = np.random.default_rng(seed)
+    notes = [Note(0.5 * i, 0.5 * i + 0.4, 60 + i % 7, 64) for i in range(16)]
+    bars = [
+        Bar(bar=b + 1, start_s=2.0 * b, end_s=2.0 * b + 2.0,
+            issues=[Issue(IssueKind.WRONG_NOTE, f"bar {b + 1}: wrong", 2.0 * b)] if b < wrong_bars else [])
+        for b in range(4)
+    ]  # fmt: skip
+    report = PerformanceReport(audio="take.wav", score="s.musicxml", duration_s=8.0, notes=notes, pedal=[], bars=bars)
+    return (rng.standard_normal(8 * RATE) * 0.05).astype(np.float32), report
+
+
+@pytest.fixture(scope="module")
+def assessor(tmp_path_factory: pytest.TempPathFactory) -> Assessor:
+    """A tiny model whose answer head was fitted on takes where pitch accuracy follows the wrong notes."""
+    torch.manual_seed(0)
+    tokenizer = train_tokenizer([], vocab_size=512)
+    config = tiny_config(len(tokenizer))
+    model = LlaqoModel(config, tokenizer)
+    head, _ = fit_answer_head(table_where_pitch_accuracy_follows_wrong_notes(400, 2), AnswerHeadConfig())
+    model.config.answers, model.answer_head = head.config, head
+    path = save_pretrained(model.eval(), tmp_path_factory.mktemp("ck") / "model")
+    return Assessor(from_pretrained(path), "tiny")
+
+
+def test_ratings_depend_on_the_mistakes_found_and_ask_agrees_with_assess(assessor: Assessor) -> None:
+    (clean_audio, clean_report), (sloppy_audio, sloppy_report) = take(0, 0), take(4, 1)
+    clean, sloppy = assessor.assess_batch([(clean_audio, RATE, clean_report), (sloppy_audio, RATE, sloppy_report)])
+    assert clean.ratings["pitch_accuracy"] > sloppy.ratings["pitch_accuracy"]
+    for (audio, report), assessment in ((take(0, 0), clean), (take(4, 1), sloppy)):
+        asked = "".join(assessor.ask(audio, RATE, report, canonical_questions()[rating("pitch_accuracy")]))
+        assert asked == str(assessment.ratings["pitch_accuracy"])
+        assert "".join(assessor.ask(audio, RATE, report, canonical_questions()[TECHNIQUE])) == assessment.technique

@@ -1,0 +1,146 @@
+"""Fit the answer head on a corpus: per take, the head's inputs (every stream) and the option index of each
+constrained answer its labels give; one multinomial logistic regression per question.
+
+The takes' reports are those of their performance MIDI (`reports="midi"`, built on first use) or of their
+transcription (`reports="transcribed"`, the takes `llaqo corpus analyse` has done). Inputs are cached per
+take beside the manifest, so refitting takes seconds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GroupKFold, cross_val_score
+
+from llaqo_model.model.answer_head import ABSENT_ANSWER_LOGIT, AnswerHead, AnswerHeadConfig, head_questions
+from llaqo_model.model.frontend import FrontendConfig
+from llaqo_model.model.prompts import AnswerKind, QuestionType, options_for
+from llaqo_model.model.take_features import STREAMS, stream_slices
+from llaqo_training.dataset import take_report
+from llaqo_training.descriptor_data import take_inputs
+from llaqo_training.reports import cached_report
+
+C_GRID = (0.01, 0.1, 1.0, 10.0, 100.0)  # inverse L2 strength on standardised inputs; chosen by CV over pieces
+MAX_ITER = 2000
+ALL_STREAMS = tuple(name for name, _ in STREAMS)
+
+
+@dataclass
+class AnswerTable:
+    """Rows of takes: inputs (every stream), each question's option index (-1: no label), and the piece."""
+
+    inputs: np.ndarray
+    answers: dict[QuestionType, np.ndarray]
+    ids: list[str]
+    groups: list[str]
+
+    def stream(self, streams: tuple[str, ...]) -> np.ndarray:
+        """The input columns of `streams` (in the head's order)."""
+        full = stream_slices(ALL_STREAMS)
+        return np.concatenate([self.inputs[:, full[name]] for name in ALL_STREAMS if name in streams], axis=1)
+
+
+def label_of(entry: dict[str, Any], qtype: QuestionType) -> str | None:
+    """The take's labelled answer to a constrained question, as option text (None when unlabelled)."""
+    if qtype.kind == AnswerKind.RATING:
+        value = (entry.get("ratings") or {}).get(qtype.key)
+    else:
+        value = entry.get(qtype.kind.value)
+    return None if value is None else str(value)
+
+
+def answer_indices(entry: dict[str, Any]) -> dict[QuestionType, int]:
+    """Each question's option index for this take (-1 when unlabelled or not an allowed option)."""
+    out = {}
+    for q in head_questions():
+        label, options = label_of(entry, q), options_for(q) or []
+        out[q] = options.index(label) if label in options else -1
+    return out
+
+
+def report_source(manifest: str | Path, reports: str):
+    """The report of an entry: its cached transcription, or its performance MIDI's (None when unavailable)."""
+    if reports == "transcribed":
+        folder = Path(manifest).parent / "reports"
+        return lambda entry: cached_report(entry, folder)
+    return take_report
+
+
+def build_answer_table(entries: list[dict[str, Any]], manifest: str | Path, reports: str = "midi") -> AnswerTable:
+    """Every labelled entry with a report, as one table (inputs cached under `head_inputs_<reports>/`)."""
+    cache = Path(manifest).parent / f"head_inputs_{reports}"
+    cache.mkdir(parents=True, exist_ok=True)
+    report_for, frontend = report_source(manifest, reports), FrontendConfig()
+    rows = []
+    for entry in entries:
+        labels = answer_indices(entry)
+        if all(v < 0 for v in labels.values()):
+            continue
+        hit = cache / f"{entry['id']}.npy"
+        if hit.is_file():
+            x = np.load(hit)
+        else:
+            x = take_inputs(entry, report_for(entry), frontend)
+            if x is None:
+                continue
+            np.save(hit, x)
+        rows.append((x, labels, entry))
+    width = sum(w for _, w in STREAMS)
+    return AnswerTable(
+        inputs=np.stack([x for x, _, _ in rows]) if rows else np.zeros((0, width), np.float32),
+        answers={q: np.array([lab[q] for _, lab, _ in rows], dtype=int) for q in head_questions()},
+        ids=[e["id"] for _, _, e in rows],
+        groups=[e.get("piece", e["id"]) for _, _, e in rows],
+    )
+
+
+def _best_c(z: np.ndarray, y: np.ndarray, groups: np.ndarray) -> float:
+    """The C of `C_GRID` with the best log-likelihood over folds of whole pieces (the largest C on a tie)."""
+    folds = min(5, len(set(groups)))
+    if folds < 2 or len(set(y)) < 2:
+        return C_GRID[-1]
+    splits = list(GroupKFold(n_splits=folds).split(z, y, groups))
+    scores = []
+    for c in C_GRID:
+        model = LogisticRegression(C=c, max_iter=MAX_ITER)
+        scores.append(np.mean(cross_val_score(model, z, y, cv=splits, scoring="neg_log_loss", error_score=np.nan)))
+    scores = np.nan_to_num(np.array(scores), nan=-np.inf)
+    return C_GRID[int(np.flatnonzero(scores == scores.max())[-1])]
+
+
+@torch.no_grad()
+def fit_answer_head(table: AnswerTable, config: AnswerHeadConfig) -> tuple[AnswerHead, dict[str, float]]:
+    """One logistic regression per question on the standardised inputs, written into the head's layers;
+    returns the head and the C chosen per question."""
+    head = AnswerHead(config)
+    x = torch.from_numpy(table.stream(config.streams)).float()
+    head.fit_normalisation(x)
+    z = head.standardise(x).numpy()
+    groups = np.array(table.groups)
+    chosen = {}
+    for q in head_questions():
+        y = table.answers[q]
+        have = y >= 0
+        layer = head.layers[str(q)]
+        layer.weight.zero_()
+        layer.bias.fill_(ABSENT_ANSWER_LOGIT)
+        seen = sorted(set(y[have]))
+        if not seen:
+            continue
+        if len(seen) == 1:
+            layer.bias[seen[0]] = 0.0
+            continue
+        c = _best_c(z[have], y[have], groups[have])
+        model = LogisticRegression(C=c, max_iter=MAX_ITER).fit(z[have], y[have])
+        coef = model.coef_ if len(seen) > 2 else np.vstack([-model.coef_[0] / 2, model.coef_[0] / 2])
+        bias = model.intercept_ if len(seen) > 2 else np.array([-model.intercept_[0] / 2, model.intercept_[0] / 2])
+        for row, cls in enumerate(model.classes_):
+            layer.weight[cls] = torch.from_numpy(coef[row]).float()
+            layer.bias[cls] = float(bias[row])
+        chosen[str(q)] = c
+    return head.eval(), chosen
