@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import GroupKFold, cross_val_score
+from sklearn.model_selection import GroupKFold
 
 from llaqo_model.model.answer_head import ABSENT_ANSWER_LOGIT, AnswerHead, AnswerHeadConfig, head_questions
 from llaqo_model.model.frontend import FrontendConfig
@@ -99,17 +99,27 @@ def build_answer_table(entries: list[dict[str, Any]], manifest: str | Path, repo
     )
 
 
+def _held_out_log_likelihood(c: float, z: np.ndarray, y: np.ndarray, splits: list) -> float:
+    """Mean log-probability of the true answer on held-out folds (an answer a fold never saw gets ~0)."""
+    total = []
+    for train, test in splits:
+        if len(set(y[train])) < 2:
+            continue
+        model = LogisticRegression(C=c, max_iter=MAX_ITER).fit(z[train], y[train])
+        column = {cls: j for j, cls in enumerate(model.classes_)}
+        probs = model.predict_proba(z[test])
+        true = np.array([probs[i, column[v]] if v in column else 0.0 for i, v in enumerate(y[test])])
+        total.append(np.log(np.maximum(true, 1e-6)).mean())
+    return float(np.mean(total)) if total else -np.inf
+
+
 def _best_c(z: np.ndarray, y: np.ndarray, groups: np.ndarray) -> float:
-    """The C of `C_GRID` with the best log-likelihood over folds of whole pieces (the largest C on a tie)."""
+    """The C of `C_GRID` with the best held-out log-likelihood over folds of whole pieces (the larger on a tie)."""
     folds = min(5, len(set(groups)))
-    if folds < 2 or len(set(y)) < 2:
+    if folds < 2:
         return C_GRID[-1]
     splits = list(GroupKFold(n_splits=folds).split(z, y, groups))
-    scores = []
-    for c in C_GRID:
-        model = LogisticRegression(C=c, max_iter=MAX_ITER)
-        scores.append(np.mean(cross_val_score(model, z, y, cv=splits, scoring="neg_log_loss", error_score=np.nan)))
-    scores = np.nan_to_num(np.array(scores), nan=-np.inf)
+    scores = np.array([_held_out_log_likelihood(c, z, y, splits) for c in C_GRID])
     return C_GRID[int(np.flatnonzero(scores == scores.max())[-1])]
 
 

@@ -49,6 +49,7 @@ class AnswerHead(nn.Module):
         self.layers = nn.ModuleDict(
             {str(q): nn.Linear(config.n_in, len(options_for(q) or [])) for q in head_questions()}
         )
+        self.requires_grad_(False)  # fitted in closed form (training/answer_fit.py), never by the LM's optimiser
 
     def fit_normalisation(self, inputs: torch.Tensor) -> None:
         """Set the input standardisation from the training inputs."""
