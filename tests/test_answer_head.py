@@ -14,7 +14,7 @@ from llaqo_model.model.assess import Assessor
 from llaqo_model.model.checkpoint import from_pretrained, save_pretrained
 from llaqo_model.model.llaqo import LlaqoModel, tiny_config
 from llaqo_model.model.prompts import OVERALL, TECHNIQUE, canonical_questions, rating
-from llaqo_model.model.take_features import RUBRIC_KINDS, STREAMS, stream_slices
+from llaqo_model.model.take_features import RUBRIC_KINDS, STREAMS, stream_slices, texture_statistics
 from llaqo_model.model.tokenizer import train_tokenizer
 from llaqo_training.answer_fit import AnswerTable, answer_indices, fit_answer_head
 from llaqo_training.evaluate import head_predictions
@@ -93,3 +93,28 @@ def test_ratings_depend_on_the_mistakes_found_and_ask_agrees_with_assess(assesso
         asked = "".join(assessor.ask(audio, RATE, report, canonical_questions()[rating("pitch_accuracy")]))
         assert asked == str(assessment.ratings["pitch_accuracy"])
         assert "".join(assessor.ask(audio, RATE, report, canonical_questions()[TECHNIQUE])) == assessment.technique
+
+
+def notes_report(notes: list[Note]) -> PerformanceReport:
+    return PerformanceReport(audio="t.wav", score=None, duration_s=notes[-1].offset + 0.5, notes=notes, pedal=[])
+
+
+def test_the_texture_of_a_scale_a_trill_and_octaves_is_told_apart() -> None:
+    c_major = [60, 62, 64, 65, 67, 69, 71, 72]
+    scale = notes_report([Note(0.2 * i, 0.2 * i + 0.18, c_major[i % 8], 64) for i in range(16)])
+    trill = notes_report([Note(0.1 * i, 0.1 * i + 0.09, 72 + (i % 2) * 2, 64) for i in range(16)])
+    broken = [60, 64, 67, 72, 67, 64] * 2
+    tops = [Note(0.4 * i, 0.4 * i + 0.1, p + o, 64) for i, p in enumerate(broken) for o in (0, 12)]
+    bass = [Note(0.4 * i, 0.4 * i + 0.1, b, 64) for i in range(12) for b in (36, 40)]  # the octaves are above it
+    octaves = notes_report(sorted(tops + bass, key=lambda n: n.onset))
+    step, trilled, octave, leap, detached = (
+        lambda r: texture_statistics(r)[3],
+        lambda r: texture_statistics(r)[5],
+        lambda r: texture_statistics(r)[0],
+        lambda r: texture_statistics(r)[4],
+        lambda r: texture_statistics(r)[7],
+    )
+    assert step(scale) > 0.8 and trilled(scale) < 0.1
+    assert trilled(trill) > 0.8
+    assert octave(octaves) == 1.0 and leap(octaves) > 0.8
+    assert detached(octaves) < 0.5 < detached(scale)

@@ -20,7 +20,7 @@ from sklearn.model_selection import GroupKFold
 from llaqo_model.model.answer_head import ABSENT_ANSWER_LOGIT, AnswerHead, AnswerHeadConfig, head_questions
 from llaqo_model.model.frontend import FrontendConfig
 from llaqo_model.model.prompts import AnswerKind, QuestionType, options_for
-from llaqo_model.model.take_features import STREAMS, stream_slices
+from llaqo_model.model.take_features import INPUT_WIDTH, STREAMS, stream_slices
 from llaqo_training.dataset import take_report
 from llaqo_training.descriptor_data import take_inputs
 from llaqo_training.reports import cached_report
@@ -72,8 +72,8 @@ def report_source(manifest: str | Path, reports: str):
 
 
 def build_answer_table(entries: list[dict[str, Any]], manifest: str | Path, reports: str = "midi") -> AnswerTable:
-    """Every labelled entry with a report, as one table (inputs cached under `head_inputs_<reports>/`)."""
-    cache = Path(manifest).parent / f"head_inputs_{reports}"
+    """Every labelled entry with a report, as one table (inputs cached under `head_inputs_<reports>_<width>/`)."""
+    cache = Path(manifest).parent / f"head_inputs_{reports}_{INPUT_WIDTH}"  # a new stream layout: a new cache
     cache.mkdir(parents=True, exist_ok=True)
     report_for, frontend = report_source(manifest, reports), FrontendConfig()
     rows = []
@@ -90,9 +90,8 @@ def build_answer_table(entries: list[dict[str, Any]], manifest: str | Path, repo
                 continue
             np.save(hit, x)
         rows.append((x, labels, entry))
-    width = sum(w for _, w in STREAMS)
     return AnswerTable(
-        inputs=np.stack([x for x, _, _ in rows]) if rows else np.zeros((0, width), np.float32),
+        inputs=np.stack([x for x, _, _ in rows]) if rows else np.zeros((0, INPUT_WIDTH), np.float32),
         answers={q: np.array([lab[q] for _, lab, _ in rows], dtype=int) for q in head_questions()},
         ids=[e["id"] for _, _, e in rows],
         groups=[e.get("piece", e["id"]) for _, _, e in rows],

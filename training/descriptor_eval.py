@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from llaqo_model.model.llaqo import LlaqoModel
+from llaqo_model.model.take_features import INPUT_WIDTH
 from llaqo_training.descriptor_data import DescriptorTable, build_table, from_midi, transcribed
 from llaqo_training.descriptor_fit import mean_baseline, predict_head, scale_scores, statistics_baseline
 from llaqo_training.reports import analyse_entries, midi_reports
@@ -25,8 +26,8 @@ def percepiano_dirs(manifest: str | Path) -> dict[str, Path]:
     return {
         "transcribed": root / "reports",
         "midi": root / "midi_reports_seg",
-        "inputs_transcribed": root / "head_inputs_transcribed",
-        "inputs_midi": root / "head_inputs_midi",
+        "inputs_transcribed": root / f"head_inputs_transcribed_{INPUT_WIDTH}",  # a new stream layout: a new cache
+        "inputs_midi": root / f"head_inputs_midi_{INPUT_WIDTH}",
     }
 
 

@@ -2,11 +2,11 @@
 what the analysis found in the take and how it sounds.
 
 Input per take: the per-take streams of `take_features` (statistics of the transcribed notes, the
-score-aligned performance, the rate of each kind of stated issue, the sound), standardised with the training
-set's mean and spread (buffers, saved with the weights). One linear layer per question scores each allowed
-answer; a softmax over them is the answer's distribution (a multinomial logistic regression per question,
-fitted with each question of each take weighing the same). The model answers these questions from this head
-when it has one, in `assess` and `ask` alike, so both give the same number.
+score-aligned performance, the rate of each kind of stated issue, the figures the notes make, the sound),
+standardised with the training set's mean and spread (buffers, saved with the weights). One linear layer per
+question scores each allowed answer; a softmax over them is the answer's distribution (a multinomial logistic
+regression per question, fitted with each question of each take weighing the same). The model answers these
+questions from this head when it has one, in `assess` and `ask` alike, so both give the same number.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ ABSENT_ANSWER_LOGIT = -30.0  # an answer never seen in training is never chosen 
 class AnswerHeadConfig:
     """`streams`: the per-take inputs used (names from `take_features.STREAMS`)."""
 
-    streams: tuple[str, ...] = ("statistics", "aligned", "rubric", "audio")
+    streams: tuple[str, ...] = ("statistics", "aligned", "rubric", "texture", "audio")
 
     @property
     def n_in(self) -> int:

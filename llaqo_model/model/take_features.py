@@ -6,6 +6,8 @@ Four streams, all from what one `analyze` already computes (no second transcript
   asynchrony and balance deviations, and how much of the score was played as written;
 - `rubric_statistics`: what the analysis found, per bar played: the rate of each kind of stated issue and the
   share of score notes played wrong, missed or extra;
+- `texture_statistics`: the figures the notes make — steps, leaps, repeated and alternating keys at the top,
+  octaves and double notes in chords, how detached the notes are;
 - `audio_statistics`: the sound itself, from the model's log-mel front end — gain-free level movement,
   onset sharpness, decay (touch, pedal resonance, room) and the early/late level difference.
 """
@@ -15,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from llaqo_model.analysis.metrics import onset_clusters
 from llaqo_model.analysis.report import NOTE_ERROR_KINDS, IssueKind, PerformanceReport
 
 N_BANDS = 8  # log-mel bands of the spectral-shape summary (low to high)
@@ -115,6 +118,54 @@ def rubric_statistics(report: PerformanceReport) -> np.ndarray:
     return out
 
 
+OCTAVE = 12
+THIRD_TO_SIXTH = (3, 9)  # semitones between a chord's two top notes that make a double note
+ARPEGGIO_LEAP = (3, 7)  # semitones between successive top notes: a broken-chord figure, not a step
+TEXTURE_WIDTH = 8
+
+
+def texture_statistics(report: PerformanceReport) -> np.ndarray:
+    """8 shares of the take's figures, over its chords (notes struck together) and their top notes: octave
+    and double-note chords, repeated / stepwise / leaping / alternating (trill-like) top notes, chords of
+    three or more notes, and the median note length over the median time between chords."""
+    out = np.zeros(TEXTURE_WIDTH, dtype=np.float32)
+    if len(report.notes) < 3:
+        return out
+    onsets = np.array([n.onset for n in report.notes])
+    pitches = np.array([n.pitch for n in report.notes])
+    lengths = np.array([n.offset - n.onset for n in report.notes])
+    clusters = onset_clusters(onsets)
+    middle = np.median(pitches)
+    octaves = doubles = full = 0
+    tops = []
+    for c in clusters:
+        chord = np.sort(pitches[c])
+        upper = chord[chord >= middle] if len(chord) > 1 else chord
+        if len(upper) >= 2:
+            gap = upper[-1] - upper[-2]
+            octaves += gap == OCTAVE
+            doubles += THIRD_TO_SIXTH[0] <= gap <= THIRD_TO_SIXTH[1]
+        full += len(chord) >= 3
+        tops.append(int(chord[-1]))
+    steps = np.diff(tops)
+    size = np.abs(steps)
+    trill = (size[:-1] <= 2) & (steps[:-1] == -steps[1:]) & (steps[:-1] != 0) if len(steps) >= 3 else np.zeros(1)
+    starts = np.array([onsets[c].min() for c in clusters])
+    pulse = np.median(np.diff(starts)) if len(starts) > 1 else 1.0
+    n, m = len(clusters), max(len(steps), 1)
+    out[:] = [
+        octaves / n,
+        doubles / n,
+        np.sum(size == 0) / m,
+        np.sum((size >= 1) & (size <= 2)) / m,
+        np.sum((size >= ARPEGGIO_LEAP[0]) & (size <= ARPEGGIO_LEAP[1])) / m,
+        float(np.mean(trill)),
+        full / n,
+        min(4.0, float(np.median(lengths)) / max(float(pulse), 1e-3)),
+    ]
+    return out
+
+
 def audio_statistics(windows: torch.Tensor, lengths: torch.Tensor) -> np.ndarray:
     """10 statistics of how the sound moves, from the model's normalised log-mel windows (gain-free).
 
@@ -153,8 +204,10 @@ STREAMS: tuple[tuple[str, int], ...] = (
     ("statistics", 16),
     ("aligned", 12),
     ("rubric", len(RUBRIC_KINDS) + 1),
+    ("texture", TEXTURE_WIDTH),
     ("audio", 10),
 )
+INPUT_WIDTH = sum(width for _, width in STREAMS)  # every stream; caches of inputs are kept per width
 
 
 def stream_slices(streams: tuple[str, ...]) -> dict[str, slice]:
@@ -175,6 +228,7 @@ def head_inputs(
         "statistics": lambda: take_statistics(report),
         "aligned": lambda: aligned_statistics(report),
         "rubric": lambda: rubric_statistics(report),
+        "texture": lambda: texture_statistics(report),
         "audio": lambda: audio_statistics(windows, lengths),
     }
     return np.concatenate([parts[name]() for name, _ in STREAMS if name in streams]).astype(np.float32)
