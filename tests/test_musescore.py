@@ -137,12 +137,19 @@ def recording(tmp_path_factory) -> Path:
     return path
 
 
-def run_plugin(score: Path, audio: Path, port: int, folder: Path) -> tuple[dict, Path]:
-    """Run the plugin headless on a copy of `score` with `audio`; return its log and the saved score path."""
+def run_plugin(score: Path, port: int, folder: Path, audio: Path | None = None, recording_beside: Path | None = None,
+               interactive: bool = False) -> tuple[dict, Path]:
+    """Run the plugin headless on a copy of `score` (named open.*), with `audio` given in the side file, or with
+    `recording_beside` copied next to the score as the teacher's take (open_take.*) and `interactive` set: the
+    plugin then builds its window and file dialog and presses Assess. Return its log and the saved score path."""
     opened = folder / f"open{score.suffix}"
     shutil.copy(score, opened)
+    if recording_beside is not None:
+        shutil.copyfile(recording_beside, folder / f"open_take{recording_beside.suffix}")
     saved, log = folder / "saved.mscx", folder / "plugin-log.json"
-    job = {"audio": str(audio), "port": port, "save": str(saved), "log": str(log)}
+    job = {"port": port, "save": str(saved), "log": str(log), "interactive": interactive}
+    if audio is not None:
+        job["audio"] = str(audio)
     (folder / f"{opened.name}.llaqo.json").write_text(json.dumps(job))
     musescore("-p", str(PLUGIN), str(opened), cwd=folder)
     return json.loads(log.read_text()), saved
@@ -150,9 +157,13 @@ def run_plugin(score: Path, audio: Path, port: int, folder: Path) -> tuple[dict,
 
 @needs_musescore
 @pytest.mark.slow
-def test_the_plugin_writes_the_comments_into_the_open_score(server_port, recording, tmp_path):
-    outcome, saved = run_plugin(EXAMPLE_SCORE, recording, server_port, tmp_path)
-    assert outcome == {"ok": True, "error": ""}
+def test_the_teacher_runs_the_plugin_and_the_comments_land_in_the_open_score(server_port, tmp_path):
+    # the teacher's way: the window and a file dialog are built, the recording next to the score is filled
+    # in, Assess is pressed
+    outcome, saved = run_plugin(EXAMPLE_SCORE, server_port, tmp_path, recording_beside=EXAMPLE_TAKE, interactive=True)
+    assert outcome["ok"] and outcome["error"] == ""
+    assert outcome["dialog"] == "QtQuick.Dialogs 1.2"  # MuseScore 3 runs Qt 5: its Browse… button is there
+    assert outcome["recording"] == str(tmp_path / "open_take.flac")
     staves = read_mscx(saved)
     commented = [i for i, m in enumerate(staves[0]) if m["texts"]]
     assert commented == [6]  # the wrong D♯4 of the shipped example, bar 6 (the pickup is measure 0)
@@ -161,17 +172,23 @@ def test_the_plugin_writes_the_comments_into_the_open_score(server_port, recordi
            for pitch, rgb in m["coloured"] if rgb == RED]
     assert red == [(2, 6, 62), (3, 6, 62)]
     frame = ET.parse(saved).getroot().find("Score").find("Staff").find("VBox")
-    assert any("".join(t.itertext()).strip().startswith("LLaQo · bwv66.6_take.flac") for t in frame.iter("text"))
+    assert any("".join(t.itertext()).strip().startswith("LLaQo · open_take.flac") for t in frame.iter("text"))
 
 
 @needs_musescore
 @pytest.mark.slow
 def test_the_plugin_tells_the_teacher_and_leaves_the_score_alone(server_port, other_piece_path, recording, tmp_path):
-    outcome, saved = run_plugin(other_piece_path, recording, server_port, tmp_path)
+    outcome, saved = run_plugin(other_piece_path, server_port, tmp_path, audio=recording)
     assert not outcome["ok"] and "does not match the score" in outcome["error"]
     assert not saved.exists()
-    refused, _ = run_plugin(EXAMPLE_SCORE, recording, server_port + 1 if server_port < 65535 else 1, tmp_path)
+    refused, _ = run_plugin(EXAMPLE_SCORE, server_port + 1 if server_port < 65535 else 1, tmp_path, audio=recording)
     assert not refused["ok"] and "did not answer" in refused["error"]
+    alone = tmp_path / "alone"  # a score with no recording beside it: the window holds its folder
+    alone.mkdir()
+    unnamed, saved = run_plugin(EXAMPLE_SCORE, server_port, alone, interactive=True)
+    assert not unnamed["ok"] and "name the recording first" in unnamed["error"]
+    assert unnamed["recording"] == f"{alone}/"
+    assert not saved.exists()
 
 
 def piano_score(path: Path) -> Path:
