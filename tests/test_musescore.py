@@ -191,6 +191,82 @@ def test_the_plugin_tells_the_teacher_and_leaves_the_score_alone(server_port, ot
     assert not saved.exists()
 
 
+# --- loading in MuseScore 4.4+ (Qt 6), checked without MuseScore 4 -----------------------------------
+
+# The imports that load in both MuseScore 3.x (Qt 5.9-5.15) and MuseScore 4.4+ (Qt 6). Qt 6 keeps
+# QtQuick's 2.x import versions; MuseScore 4.4 registers `MuseScore 3.0` (the plugin root type and its own
+# FileDialog, MessageDialog, Settings, QProcess) and `FileIO 3.0` (musescore/MuseScore,
+# src/framework/extensions/api/v1/apiv1.cpp). Gone under MuseScore 4.4: QtQuick.Dialogs 1.x ("module
+# "QtQuick.Dialogs" version 1.3 is not installed", jgadsden/tin-whistle-tablature#47; some builds ship no
+# QtQuick.Dialogs at all, #45) and QtQuick.Controls 1.x (musescore/musescore_comments#8).
+IMPORTS_IN_BOTH = {"QtQuick": "2.", "MuseScore": "3.0", "FileIO": "3.0"}
+MUSESCORE44_API = REPO / "tests" / "musescore44_api"  # stand-ins for MuseScore 4.4's plugin types (README there)
+
+
+def manifest_as_musescore44_reads_it(qml: str) -> dict[str, str]:
+    """The properties MuseScore 4.4 lists a plugin by, read as it reads them (ExtPluginsLoader::parseManifest):
+    line by line, `//4.4 ` stripped, other comments skipped, up to the first `{` inside the root item."""
+    found, inside = {}, False
+    for line in (raw.strip().removeprefix("//4.4 ") for raw in qml.splitlines()):
+        if line.startswith("/"):
+            continue
+        if line.endswith("{"):
+            if inside:
+                break
+            inside = True
+        elif (key := line.split(":", 1)[0]) in ("title", "description", "pluginType", "categoryCode", "requiresScore"):
+            found[key] = line.split(":", 1)[1].strip().strip('"')
+    return found
+
+
+def test_the_plugin_imports_only_what_musescore_3_and_4_4_both_provide():
+    qml = PLUGIN.read_text()
+    imports = [line.split()[1:3] for line in qml.splitlines() if line.startswith("import ")]
+    assert imports and all(module in IMPORTS_IN_BOTH and version.startswith(IMPORTS_IN_BOTH[module])
+                           for module, version in imports), imports
+    listed = manifest_as_musescore44_reads_it(qml)
+    assert listed["title"] == "LLaQo: assess a recording"
+    assert listed["pluginType"] == "dialog" and listed["requiresScore"] == "true" and listed["categoryCode"]
+
+
+def run_under_qt6(api: Path, score: str) -> dict:
+    """The plugin in a Qt 6 QML engine with MuseScore 4.4's plugin API stand-ins (tests/musescore44_api)."""
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
+    run = subprocess.run([sys.executable, str(MUSESCORE44_API / "run_plugin.py"), str(PLUGIN), str(api), score],
+                         capture_output=True, text=True, env=env, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    return json.loads(run.stdout.strip().splitlines()[-1])
+
+
+def test_under_qt6_the_plugin_loads_builds_its_window_and_shows_the_teacher_what_is_wrong(tmp_path):
+    pytest.importorskip("PySide6", reason="PySide6 (Qt 6) is not installed (pip install -e '.[test]')")
+    shown = run_under_qt6(MUSESCORE44_API, "/home/teacher/scores/student.musicxml")
+    assert shown["loaded"], shown.get("errors")
+    assert shown["title"] == "LLaQo: assess a recording"
+    assert shown["dialog"] == "MuseScore"  # MuseScore 4.4's own file dialog, created at run time
+    assert shown["recording"] == "/home/teacher/scores/"  # no take beside the score: its folder, to finish
+    assert "name the recording first" in shown["message"] and "The score was not changed" in shown["message"]
+    assert not shown["quit"]  # the window stays open for another try
+
+    # a MuseScore 4 without its own FileDialog: Qt 6's QtQuick.Dialogs is used instead
+    bare = tmp_path / "api"
+    shutil.copytree(MUSESCORE44_API, bare)
+    qmldir = bare / "MuseScore" / "qmldir"
+    qmldir.write_text("".join(line for line in qmldir.read_text().splitlines(True) if "FileDialog" not in line))
+    assert run_under_qt6(bare, "/home/teacher/scores/student.musicxml")["dialog"] == "QtQuick.Dialogs 6"
+
+
+def test_qt6s_qmllint_finds_nothing_but_names_musescore_provides_at_run_time(tmp_path):
+    pyside = pytest.importorskip("PySide6", reason="PySide6 (Qt 6) is not installed (pip install -e '.[test]')")
+    report = tmp_path / "lint.json"
+    qmllint = Path(pyside.__file__).parent / "qmllint"  # Qt 6's linter, shipped inside PySide6
+    subprocess.run([str(qmllint), "-I", str(MUSESCORE44_API), "--json", str(report), str(PLUGIN)],
+                   capture_output=True, timeout=120)
+    warnings = [w for f in json.loads(report.read_text())["files"] for w in f["warnings"]]
+    # `Element` (MuseScore's enums on the root object) and a Repeater's `modelData` are unqualified by nature
+    assert [w for w in warnings if w.get("id") != "unqualified"] == []
+
+
 def piano_score(path: Path) -> Path:
     """Four bars for piano: one part, two staves (a C major arpeggio over a broken chord)."""
     import music21
