@@ -181,6 +181,11 @@ def test_the_plugin_tells_the_teacher_and_leaves_the_score_alone(server_port, ot
     outcome, saved = run_plugin(other_piece_path, server_port, tmp_path, audio=recording)
     assert not outcome["ok"] and "does not match the score" in outcome["error"]
     assert not saved.exists()
+    not_audio = tmp_path / "lesson.wav"
+    not_audio.write_text("notes from the lesson")
+    unreadable, saved = run_plugin(EXAMPLE_SCORE, server_port, tmp_path, audio=not_audio)
+    assert not unreadable["ok"] and "cannot read lesson.wav as audio" in unreadable["error"]
+    assert "\n" not in unreadable["error"] and not saved.exists()
     refused, _ = run_plugin(EXAMPLE_SCORE, server_port + 1 if server_port < 65535 else 1, tmp_path, audio=recording)
     assert not refused["ok"] and "did not answer" in refused["error"]
     alone = tmp_path / "alone"  # a score with no recording beside it: the window holds its folder
