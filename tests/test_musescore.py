@@ -250,6 +250,7 @@ def test_under_qt6_the_plugin_loads_builds_its_window_and_shows_the_teacher_what
     assert shown["title"] == "LLaQo: assess a recording"
     assert shown["dialog"] == "MuseScore"  # MuseScore 4.4's own file dialog, created at run time
     assert shown["recording"] == "/home/teacher/scores/"  # no take beside the score: its folder, to finish
+    assert shown["while_assessing"].startswith("Assessing the recording")  # shown before MuseScore blocks
     assert "name the recording first" in shown["message"] and "The score was not changed" in shown["message"]
     assert not shown["quit"]  # the window stays open for another try
 

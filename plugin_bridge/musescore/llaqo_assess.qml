@@ -67,6 +67,12 @@ MuseScore {
 
     FileIO { id: file }
 
+    Timer {
+        id: afterRepaint
+        interval: 50
+        onTriggered: plugin.finish(plugin.assess(plugin.absolute(audioField.text.trim())))
+    }
+
     Rectangle {
         anchors.fill: parent
         color: "#f5f5f5"
@@ -157,9 +163,16 @@ MuseScore {
             stop();
     }
 
+    // Assess what the window names. The request blocks MuseScore until the server answers, so the window
+    // first shows that it is working (the Timer lets it repaint); a headless run goes straight on.
     function submit() {
-        status.text = "";
-        finish(assess(absolute(audioField.text.trim())));
+        if (job) {
+            finish(assess(absolute(audioField.text.trim())));
+            return;
+        }
+        status.color = "#404040";
+        status.text = "Assessing the recording… MuseScore waits until the llaqo server has answered.";
+        afterRepaint.start();
     }
 
     // The window: the recording filled in when one is found, and a file dialog when this MuseScore has one.
@@ -402,6 +415,7 @@ MuseScore {
             file.write(JSON.stringify({ok: !error, error: error, dialog: dialogKind, recording: audioField.text}));
             stop();
         } else if (error) {
+            status.color = "#b00020";
             status.text = "LLaQo: " + error.replace(/\.$/, "") + ". The score was not changed.";
         } else {
             stop();

@@ -1,7 +1,7 @@
 """Load a MuseScore plugin in a Qt 6 QML engine with the stand-ins beside this file (or another API folder),
 run it as MuseScore 4.4 does (create the component, then emit `run`) with an open score at SCORE, press its
 Assess button, and print as JSON what happened: loaded (and the errors if not), the file dialog it made,
-the recording filled in, the message shown, whether it quit.
+the recording filled in, the message shown while assessing and after, whether it quit.
 
     python run_plugin.py PLUGIN.qml API_FOLDER SCORE_PATH
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import sys
 
-from PySide6.QtCore import Q_ARG, QMetaObject, QObject, QUrl
+from PySide6.QtCore import Q_ARG, QEventLoop, QMetaObject, QObject, QTimer, QUrl
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtQml import QQmlComponent, QQmlEngine
 
@@ -34,8 +34,13 @@ def main(plugin: str, api: str, score: str) -> dict:
         "dialog": root.property("dialogKind"),
         "recording": root.findChild(QObject, "recording").property("text"),
     }
+    status = root.findChild(QObject, "status")
     QMetaObject.invokeMethod(root, "buttonClicked", Q_ARG("QVariant", "Assess"))
-    shown["message"] = root.findChild(QObject, "status").property("text")
+    shown["while_assessing"] = status.property("text")
+    wait = QEventLoop()
+    QTimer.singleShot(1000, wait.quit)  # the plugin lets its window repaint before it sends the request
+    wait.exec()
+    shown["message"] = status.property("text")
     shown["quit"] = root.property("quitCalled")
     return shown
 
