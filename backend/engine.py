@@ -276,10 +276,13 @@ class Engine:
         job.add_done_callback(lambda f: _forward(f, take.notes))
         take.notes.add_done_callback(lambda f: _log_take(f"{client}/{take.take_id}", take))
 
-    async def take_from_bytes(self, take_id: str, data: bytes, fmt: str, client: str = "") -> LiveTake:
-        """A take that arrived whole (a WAV/FLAC file's bytes): decode it in the worker and transcribe it."""
+    async def take_from_bytes(self, take_id: str, data: bytes, fmt: str, client: str = "",
+                              name: str | None = None) -> LiveTake:
+        """A take that arrived whole (a WAV/FLAC file's bytes): decode it in the worker and transcribe it.
+        `name` (the client's file name) is what errors call it; by default TAKE_ID.FMT."""
+        label = name or f"{take_id}.{fmt}"
         samples, _ = await self.worker.submit(
-            FINISH, lambda: load_audio(io.BytesIO(data), self.model_rate, self.limits.max_take_s, f"{take_id}.{fmt}")
+            FINISH, lambda: load_audio(io.BytesIO(data), self.model_rate, self.limits.max_take_s, label)
         )
         take = self.start_take(take_id, self.model_rate, 1, "f32le")
         self._append(take, samples)

@@ -143,7 +143,7 @@ class HttpEndpoint:
         parsed = engine.parse_score(take_id, score_bytes, fmt, score_path.name)
         score = await parsed
         audio = await asyncio.to_thread(files.read, str(audio_path), AudioError)
-        take = await engine.take_from_bytes(take_id, audio, audio_path.suffix.lstrip("."), "http")
+        take = await engine.take_from_bytes(take_id, audio, audio_path.suffix.lstrip("."), "http", audio_path.name)
         report, assessment = None, None
         try:
             async for event in engine.assess_events(take, parsed, audio_path.name):

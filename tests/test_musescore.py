@@ -137,12 +137,19 @@ def recording(tmp_path_factory) -> Path:
     return path
 
 
-def run_plugin(score: Path, audio: Path, port: int, folder: Path) -> tuple[dict, Path]:
-    """Run the plugin headless on a copy of `score` with `audio`; return its log and the saved score path."""
+def run_plugin(score: Path, port: int, folder: Path, audio: Path | None = None, recording_beside: Path | None = None,
+               interactive: bool = False) -> tuple[dict, Path]:
+    """Run the plugin headless on a copy of `score` (named open.*), with `audio` given in the side file, or with
+    `recording_beside` copied next to the score as the teacher's take (open_take.*) and `interactive` set: the
+    plugin then builds its window and file dialog and presses Assess. Return its log and the saved score path."""
     opened = folder / f"open{score.suffix}"
     shutil.copy(score, opened)
+    if recording_beside is not None:
+        shutil.copyfile(recording_beside, folder / f"open_take{recording_beside.suffix}")
     saved, log = folder / "saved.mscx", folder / "plugin-log.json"
-    job = {"audio": str(audio), "port": port, "save": str(saved), "log": str(log)}
+    job = {"port": port, "save": str(saved), "log": str(log), "interactive": interactive}
+    if audio is not None:
+        job["audio"] = str(audio)
     (folder / f"{opened.name}.llaqo.json").write_text(json.dumps(job))
     musescore("-p", str(PLUGIN), str(opened), cwd=folder)
     return json.loads(log.read_text()), saved
@@ -150,9 +157,13 @@ def run_plugin(score: Path, audio: Path, port: int, folder: Path) -> tuple[dict,
 
 @needs_musescore
 @pytest.mark.slow
-def test_the_plugin_writes_the_comments_into_the_open_score(server_port, recording, tmp_path):
-    outcome, saved = run_plugin(EXAMPLE_SCORE, recording, server_port, tmp_path)
-    assert outcome == {"ok": True, "error": ""}
+def test_the_teacher_runs_the_plugin_and_the_comments_land_in_the_open_score(server_port, tmp_path):
+    # the teacher's way: the window and a file dialog are built, the recording next to the score is filled
+    # in, Assess is pressed
+    outcome, saved = run_plugin(EXAMPLE_SCORE, server_port, tmp_path, recording_beside=EXAMPLE_TAKE, interactive=True)
+    assert outcome["ok"] and outcome["error"] == ""
+    assert outcome["dialog"] == "QtQuick.Dialogs 1.2"  # MuseScore 3 runs Qt 5: its Browse… button is there
+    assert outcome["recording"] == str(tmp_path / "open_take.flac")
     staves = read_mscx(saved)
     commented = [i for i, m in enumerate(staves[0]) if m["texts"]]
     assert commented == [6]  # the wrong D♯4 of the shipped example, bar 6 (the pickup is measure 0)
@@ -161,17 +172,105 @@ def test_the_plugin_writes_the_comments_into_the_open_score(server_port, recordi
            for pitch, rgb in m["coloured"] if rgb == RED]
     assert red == [(2, 6, 62), (3, 6, 62)]
     frame = ET.parse(saved).getroot().find("Score").find("Staff").find("VBox")
-    assert any("".join(t.itertext()).strip().startswith("LLaQo · bwv66.6_take.flac") for t in frame.iter("text"))
+    assert any("".join(t.itertext()).strip().startswith("LLaQo · open_take.flac") for t in frame.iter("text"))
 
 
 @needs_musescore
 @pytest.mark.slow
 def test_the_plugin_tells_the_teacher_and_leaves_the_score_alone(server_port, other_piece_path, recording, tmp_path):
-    outcome, saved = run_plugin(other_piece_path, recording, server_port, tmp_path)
+    outcome, saved = run_plugin(other_piece_path, server_port, tmp_path, audio=recording)
     assert not outcome["ok"] and "does not match the score" in outcome["error"]
     assert not saved.exists()
-    refused, _ = run_plugin(EXAMPLE_SCORE, recording, server_port + 1 if server_port < 65535 else 1, tmp_path)
+    not_audio = tmp_path / "lesson.wav"
+    not_audio.write_text("notes from the lesson")
+    unreadable, saved = run_plugin(EXAMPLE_SCORE, server_port, tmp_path, audio=not_audio)
+    assert not unreadable["ok"] and "cannot read lesson.wav as audio" in unreadable["error"]
+    assert "\n" not in unreadable["error"] and not saved.exists()
+    refused, _ = run_plugin(EXAMPLE_SCORE, server_port + 1 if server_port < 65535 else 1, tmp_path, audio=recording)
     assert not refused["ok"] and "did not answer" in refused["error"]
+    alone = tmp_path / "alone"  # a score with no recording beside it: the window holds its folder
+    alone.mkdir()
+    unnamed, saved = run_plugin(EXAMPLE_SCORE, server_port, alone, interactive=True)
+    assert not unnamed["ok"] and "name the recording first" in unnamed["error"]
+    assert unnamed["recording"] == f"{alone}/"
+    assert not saved.exists()
+
+
+# --- loading in MuseScore 4.4+ (Qt 6), checked without MuseScore 4 -----------------------------------
+
+# The imports that load in both MuseScore 3.x (Qt 5.9-5.15) and MuseScore 4.4+ (Qt 6). Qt 6 keeps
+# QtQuick's 2.x import versions; MuseScore 4.4 registers `MuseScore 3.0` (the plugin root type and its own
+# FileDialog, MessageDialog, Settings, QProcess) and `FileIO 3.0` (musescore/MuseScore,
+# src/framework/extensions/api/v1/apiv1.cpp). Gone under MuseScore 4.4: QtQuick.Dialogs 1.x ("module
+# "QtQuick.Dialogs" version 1.3 is not installed", jgadsden/tin-whistle-tablature#47; some builds ship no
+# QtQuick.Dialogs at all, #45) and QtQuick.Controls 1.x (musescore/musescore_comments#8).
+IMPORTS_IN_BOTH = {"QtQuick": "2.", "MuseScore": "3.0", "FileIO": "3.0"}
+MUSESCORE44_API = REPO / "tests" / "musescore44_api"  # stand-ins for MuseScore 4.4's plugin types (README there)
+
+
+def manifest_as_musescore44_reads_it(qml: str) -> dict[str, str]:
+    """The properties MuseScore 4.4 lists a plugin by, read as it reads them (ExtPluginsLoader::parseManifest):
+    line by line, `//4.4 ` stripped, other comments skipped, up to the first `{` inside the root item."""
+    found, inside = {}, False
+    for line in (raw.strip().removeprefix("//4.4 ") for raw in qml.splitlines()):
+        if line.startswith("/"):
+            continue
+        if line.endswith("{"):
+            if inside:
+                break
+            inside = True
+        elif (key := line.split(":", 1)[0]) in ("title", "description", "pluginType", "categoryCode", "requiresScore"):
+            found[key] = line.split(":", 1)[1].strip().strip('"')
+    return found
+
+
+def test_the_plugin_imports_only_what_musescore_3_and_4_4_both_provide():
+    qml = PLUGIN.read_text()
+    imports = [line.split()[1:3] for line in qml.splitlines() if line.startswith("import ")]
+    assert imports and all(module in IMPORTS_IN_BOTH and version.startswith(IMPORTS_IN_BOTH[module])
+                           for module, version in imports), imports
+    listed = manifest_as_musescore44_reads_it(qml)
+    assert listed["title"] == "LLaQo: assess a recording"
+    assert listed["pluginType"] == "dialog" and listed["requiresScore"] == "true" and listed["categoryCode"]
+
+
+def run_under_qt6(api: Path, score: str) -> dict:
+    """The plugin in a Qt 6 QML engine with MuseScore 4.4's plugin API stand-ins (tests/musescore44_api)."""
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
+    run = subprocess.run([sys.executable, str(MUSESCORE44_API / "run_plugin.py"), str(PLUGIN), str(api), score],
+                         capture_output=True, text=True, env=env, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    return json.loads(run.stdout.strip().splitlines()[-1])
+
+
+def test_under_qt6_the_plugin_loads_builds_its_window_and_shows_the_teacher_what_is_wrong(tmp_path):
+    pytest.importorskip("PySide6", reason="PySide6 (Qt 6) is not installed (pip install -e '.[test]')")
+    shown = run_under_qt6(MUSESCORE44_API, "/home/teacher/scores/student.musicxml")
+    assert shown["loaded"], shown.get("errors")
+    assert shown["title"] == "LLaQo: assess a recording"
+    assert shown["dialog"] == "MuseScore"  # MuseScore 4.4's own file dialog, created at run time
+    assert shown["recording"] == "/home/teacher/scores/"  # no take beside the score: its folder, to finish
+    assert shown["while_assessing"].startswith("Assessing the recording")  # shown before MuseScore blocks
+    assert "name the recording first" in shown["message"] and "The score was not changed" in shown["message"]
+    assert not shown["quit"]  # the window stays open for another try
+
+    # a MuseScore 4 without its own FileDialog: Qt 6's QtQuick.Dialogs is used instead
+    bare = tmp_path / "api"
+    shutil.copytree(MUSESCORE44_API, bare)
+    qmldir = bare / "MuseScore" / "qmldir"
+    qmldir.write_text("".join(line for line in qmldir.read_text().splitlines(True) if "FileDialog" not in line))
+    assert run_under_qt6(bare, "/home/teacher/scores/student.musicxml")["dialog"] == "QtQuick.Dialogs 6"
+
+
+def test_qt6s_qmllint_finds_nothing_but_names_musescore_provides_at_run_time(tmp_path):
+    pyside = pytest.importorskip("PySide6", reason="PySide6 (Qt 6) is not installed (pip install -e '.[test]')")
+    report = tmp_path / "lint.json"
+    qmllint = Path(pyside.__file__).parent / "qmllint"  # Qt 6's linter, shipped inside PySide6
+    subprocess.run([str(qmllint), "-I", str(MUSESCORE44_API), "--json", str(report), str(PLUGIN)],
+                   capture_output=True, timeout=120)
+    warnings = [w for f in json.loads(report.read_text())["files"] for w in f["warnings"]]
+    # `Element` (MuseScore's enums on the root object) and a Repeater's `modelData` are unqualified by nature
+    assert [w for w in warnings if w.get("id") != "unqualified"] == []
 
 
 def piano_score(path: Path) -> Path:
