@@ -86,7 +86,9 @@ def load_audio(
     except AudioError:
         raise
     except Exception as exc:
-        raise AudioError(f"cannot read {name} as audio ({str(exc).splitlines()[0][:120]})") from exc
+        # libsndfile's own reason ("Format not recognised."), not its "Error opening <object at 0x…>" wrapper
+        reason = getattr(exc, "error_string", None) or str(exc).splitlines()[0]
+        raise AudioError(f"cannot read {name} as audio ({reason.strip()[:120]})") from exc
     mono = np.concatenate(parts).astype(np.float32, copy=False) if parts else np.zeros(0, dtype=np.float32)
     check_samples(mono, rate, max_duration_s)
     return mono, rate
