@@ -55,6 +55,11 @@ def test_figures_on_a_hand_made_example() -> None:
     assert m["baseline_note_error_share_spearman"] == -1.0  # more wrong notes, lower overall
     assert m["prompt_following_rate_free"] == pytest.approx(12 / 13, abs=1e-4)
     assert m["prompt_following_rate_constrained"] == 1.0
+    assert m["rating_keys_answered_one_value_on_most_takes"] == []  # each key answered 2, 3, 4 and 5
+    for pred in preds[1:]:
+        pred[rating("evenness")] = Choice("6", {"6": 1.0})
+    m = score_predictions(takes, preds, baselines, free)
+    assert m["rating_keys_answered_one_value_on_most_takes"] == ["evenness"]  # 6 on three takes of four
 
 
 @pytest.mark.parametrize(

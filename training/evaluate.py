@@ -147,6 +147,7 @@ def score_predictions(
     constrained = [c.answer in (options_for(qt) or []) for p in preds for qt, c in p.items()]
     free_follow = [follows_prompt(qt, text) for answers in free or [] for qt, text in answers.items()]
     n = len(truth)
+    answered = {key: Counter(int(p[rating(key)].answer) for p in preds) for key in RUBRIC_KEYS}
     return {
         "takes": len(takes),
         "rating_accuracy": round(sum(a == t for a, t in zip(argmax, truth, strict=True)) / n, 4),
@@ -158,6 +159,9 @@ def score_predictions(
         "baseline_median_rating_accuracy": round(sum(a == t for a, t in zip(median, truth, strict=True)) / n, 4),
         "baseline_median_rating_within_1": round(within_one(median, truth), 4),
         "baseline_median_rating_mae": round(float(np.mean(np.abs(np.subtract(median, truth)))), 4),
+        "rating_keys_answered_one_value_on_most_takes": sorted(
+            key for key, counts in answered.items() if counts.most_common(1)[0][1] > len(preds) / 2
+        ),
         "difficulty_accuracy": round(sum(p == t for p, t in diff) / len(diff), 4) if diff else None,
         "difficulty_within_1": round(within_one(*map(list, zip(*diff, strict=True))), 4) if diff else None,
         "difficulty_mae": round(float(np.mean([abs(p - t) for p, t in diff])), 4) if diff else None,
