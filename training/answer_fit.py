@@ -1,5 +1,5 @@
 """Fit the answer head on a corpus: per take, the head's inputs (every stream) and the option index of each
-constrained answer its labels give; one multinomial logistic regression per question.
+constrained answer its labels give; per question an ordinal fit (ordered answers) or a logistic regression.
 
 The takes' reports are those of their performance MIDI (`reports="midi"`, built on first use) or of their
 transcription (`reports="transcribed"`, the takes `llaqo corpus analyse` has done). Inputs are cached per
@@ -27,6 +27,8 @@ from llaqo_training.reports import cached_report
 
 C_GRID = (0.01, 0.1, 1.0, 10.0, 100.0)  # inverse L2 strength on standardised inputs; chosen by CV over pieces
 MAX_ITER = 2000
+ORDINAL_PENALTIES = (1e-3, 1e-2, 1e-1)  # L2 per take on the ordinal direction; chosen by CV over pieces
+LBFGS_STEPS = 200  # the ordinal fit is convex and small (one direction, one bias per option)
 ALL_STREAMS = tuple(name for name, _ in STREAMS)
 
 
@@ -114,18 +116,72 @@ def _held_out_log_likelihood(c: float, z: np.ndarray, y: np.ndarray, splits: lis
 
 def _best_c(z: np.ndarray, y: np.ndarray, groups: np.ndarray) -> float:
     """The C of `C_GRID` with the best held-out log-likelihood over folds of whole pieces (the larger on a tie)."""
-    folds = min(5, len(set(groups)))
-    if folds < 2:
+    splits = _folds(z, groups)
+    if splits is None:
         return C_GRID[-1]
-    splits = list(GroupKFold(n_splits=folds).split(z, y, groups))
     scores = np.array([_held_out_log_likelihood(c, z, y, splits) for c in C_GRID])
     return C_GRID[int(np.flatnonzero(scores == scores.max())[-1])]
 
 
+def _folds(z: np.ndarray, groups: np.ndarray) -> list | None:
+    """Folds of whole pieces (at most 5), or None with fewer than two pieces."""
+    folds = min(5, len(set(groups)))
+    return list(GroupKFold(n_splits=folds).split(z, groups=groups)) if folds >= 2 else None
+
+
+def adjacent_category_logits(z: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """The ordinal model's scores: option k scores k·(w·x) + b_k (an adjacent-category logit model: one
+    direction in the inputs moves every answer up or down the scale; the free b_k place the levels)."""
+    k = torch.arange(len(b), dtype=z.dtype)
+    return (z @ w)[:, None] * k[None, :] + b[None, :]
+
+
+def fit_adjacent_category(
+    z: np.ndarray, y: np.ndarray, n_options: int, penalty: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Maximum likelihood with an L2 `penalty` on w (per take), by L-BFGS: (w, b)."""
+    zt, yt = torch.from_numpy(z).double(), torch.from_numpy(y).long()
+    w = torch.zeros(z.shape[1], dtype=torch.float64, requires_grad=True)
+    b = torch.zeros(n_options, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([w, b], max_iter=LBFGS_STEPS, line_search_fn="strong_wolfe")
+
+    def loss() -> torch.Tensor:
+        opt.zero_grad()
+        value = torch.nn.functional.cross_entropy(adjacent_category_logits(zt, w, b), yt) + penalty * (w**2).sum()
+        value.backward()
+        return value
+
+    with torch.enable_grad():
+        opt.step(loss)
+    return w.detach().numpy(), b.detach().numpy()
+
+
+def fit_ordinal(
+    z: np.ndarray, y: np.ndarray, n_options: int, groups: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """The adjacent-category model of an ordered answer, its penalty chosen by held-out log-likelihood over
+    folds of whole pieces: (w, b, penalty)."""
+    splits = _folds(z, groups)
+    best, scores = ORDINAL_PENALTIES[-1], []
+    if splits is not None:
+        for penalty in ORDINAL_PENALTIES:
+            folds = []
+            for train, test in splits:
+                w, b = fit_adjacent_category(z[train], y[train], n_options, penalty)
+                held = torch.from_numpy(z[test]).double()
+                logp = adjacent_category_logits(held, torch.from_numpy(w), torch.from_numpy(b)).log_softmax(-1)
+                folds.append(float(logp[torch.arange(len(test)), torch.from_numpy(y[test])].mean()))
+            scores.append(np.mean(folds))
+        best = ORDINAL_PENALTIES[int(np.argmax(scores))]
+    w, b = fit_adjacent_category(z, y, n_options, best)
+    return w, b, best
+
+
 @torch.no_grad()
 def fit_answer_head(table: AnswerTable, config: AnswerHeadConfig) -> tuple[AnswerHead, dict[str, float]]:
-    """One logistic regression per question on the standardised inputs, written into the head's layers;
-    returns the head and the C chosen per question."""
+    """Per question on the standardised inputs, written into the head's layers: ordered answers (ratings,
+    overall, difficulty) an adjacent-category ordinal model (one direction: few weights, since the order is
+    known), technique a multinomial logistic regression. Returns the head and the regularisation chosen."""
     head = AnswerHead(config)
     x = torch.from_numpy(table.stream(config.streams)).float()
     head.fit_normalisation(x)
@@ -144,6 +200,13 @@ def fit_answer_head(table: AnswerTable, config: AnswerHeadConfig) -> tuple[Answe
         if len(seen) == 1:
             layer.bias[seen[0]] = 0.0
             continue
+        if q.kind != AnswerKind.TECHNIQUE:
+            w, b, penalty = fit_ordinal(z[have], y[have], layer.out_features, groups[have])
+            k = torch.arange(layer.out_features, dtype=torch.float32)
+            layer.weight.copy_(k[:, None] * torch.from_numpy(w).float()[None, :])
+            layer.bias.copy_(torch.from_numpy(b).float())
+            chosen[str(q)] = {"ordinal_penalty": penalty}
+            continue
         c = _best_c(z[have], y[have], groups[have])
         model = LogisticRegression(C=c, max_iter=MAX_ITER).fit(z[have], y[have])
         coef = model.coef_ if len(seen) > 2 else np.vstack([-model.coef_[0] / 2, model.coef_[0] / 2])
@@ -151,5 +214,5 @@ def fit_answer_head(table: AnswerTable, config: AnswerHeadConfig) -> tuple[Answe
         for row, cls in enumerate(model.classes_):
             layer.weight[cls] = torch.from_numpy(coef[row]).float()
             layer.bias[cls] = float(bias[row])
-        chosen[str(q)] = c
+        chosen[str(q)] = {"logistic_C": c}
     return head.eval(), chosen

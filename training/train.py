@@ -403,7 +403,8 @@ def attach_answer_head(model: LlaqoModel, config: TrainConfig, train_entries: li
         "train_pieces": len(set(table.groups)),
         "train_reports": config.answer_reports,
         "streams": list(head_config.streams),
-        "fit": "multinomial logistic regression per question, C by 5-fold CV over pieces",
-        "C": chosen,
+        "fit": "ordered answers: adjacent-category ordinal logit; technique: multinomial logistic; "
+        "regularisation by 5-fold CV over pieces",
+        "regularisation": chosen,
         "seconds": round(time.monotonic() - t0),
     }
