@@ -240,7 +240,7 @@ def run_batch(args: argparse.Namespace) -> int:
     if args.annotate:
         Path(args.annotate).mkdir(parents=True, exist_ok=True)
         annotated = annotation_paths(rows, Path(args.annotate))
-    coach = _coach(args)
+    coach = _coach(args).with_model_loaded()  # a model error stops the batch, not each take
     failures = 0
     with out.open("a", encoding="utf-8") as sink:
         for audio, score in tqdm(todo, desc="takes", unit="take", file=sys.stderr):

@@ -258,7 +258,9 @@ def take_bar6(tmp_path_factory, chorale, played_with_mistakes) -> Path:
     return path
 
 
-def test_annotate_command_refuses_bad_input_with_one_line(take_bar6, chorale_path, tmp_path):
+def test_annotate_command_refuses_bad_input_with_one_line(take_bar6, chorale_path, tmp_path, capsys):
+    from llaqo_cli import main
+
     fake = tmp_path / "fake.musicxml"
     fake.write_text("<html><body>hello</body></html>")
     cases = [
@@ -267,10 +269,14 @@ def test_annotate_command_refuses_bad_input_with_one_line(take_bar6, chorale_pat
         (["--score", str(chorale_path), "--out", str(tmp_path / "a.pdf")], "annotated score is .musicxml"),
     ]
     for extra, message in cases:
-        run = llaqo("annotate", str(take_bar6), *extra, "--no-model")
-        assert run.returncode == 2, run.stderr
-        lines = run.stderr.strip().splitlines()
-        assert len(lines) == 1 and lines[0].startswith("llaqo: error: ") and message in lines[0], run.stderr
+        code = main(["annotate", str(take_bar6), *extra, "--no-model"])  # in-process: an exception fails here
+        err = capsys.readouterr().err
+        lines = err.strip().splitlines()
+        assert code == 2 and len(lines) == 1 and lines[0].startswith("llaqo: error: ") and message in lines[0], err
+    run = llaqo("annotate", str(take_bar6), *cases[1][0], "--no-model")  # and as a process: status 2, one line
+    lines = run.stderr.strip().splitlines()
+    assert run.returncode == 2 and len(lines) == 1 and "Traceback" not in run.stderr, run.stderr
+    assert lines[0].startswith("llaqo: error: ") and "cannot read fake.musicxml" in lines[0]
 
 
 @pytest.mark.slow

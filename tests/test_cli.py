@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from llaqo_cli import main
 from llaqo_training.examples import mechanical_performance, note_in_bar
 from llaqo_training.render import render_notes
 
@@ -76,6 +77,20 @@ def test_analyze_json_and_html(takes, chorale_path, tmp_path):
     assert "http://" not in text and "https://" not in text  # self-contained
 
 
+def one_error_line(code: int, err: str) -> str:
+    """The one `llaqo: error:` line a refused command printed (asserting exit status 2 and nothing else)."""
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("llaqo: error:"), err
+    return lines[0]
+
+
+def test_a_refused_take_exits_2_with_one_line_and_no_traceback(takes):
+    """The command as a process: exit status 2, one line on stderr (every refusal goes through this path)."""
+    run = llaqo("analyze", str(takes["nan"]), "--no-model")
+    assert "Traceback" not in run.stderr
+    assert "NaN" in one_error_line(run.returncode, run.stderr)
+
+
 @pytest.mark.parametrize(
     ("name", "message"),
     [
@@ -87,22 +102,18 @@ def test_analyze_json_and_html(takes, chorale_path, tmp_path):
         ("missing", "no audio file"),
     ],
 )
-def test_bad_audio_is_one_clear_line(takes, name, message):
+def test_bad_audio_is_one_clear_line(takes, name, message, capsys):
     path = takes.get(name, Path("/nonexistent/missing.wav"))
-    run = llaqo("analyze", str(path), "--no-model")
-    assert run.returncode == 2
-    assert "Traceback" not in run.stderr
-    lines = run.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("llaqo: error:") and message in lines[0]
+    code = main(["analyze", str(path), "--no-model"])  # an uncaught exception would fail the test here
+    assert message in one_error_line(code, capsys.readouterr().err)
 
 
 @pytest.mark.parametrize(
     ("name", "message"), [("fake_score", "score"), ("evil", "entities"), ("notes", "unsupported score type")]
 )
-def test_bad_score_is_one_clear_line(takes, name, message):
-    run = llaqo("analyze", str(takes["wrong_bar4"]), "--score", str(takes[name]), "--no-model")
-    assert run.returncode == 2 and "Traceback" not in run.stderr
-    assert len(run.stderr.strip().splitlines()) == 1 and message in run.stderr
+def test_bad_score_is_one_clear_line(takes, name, message, capsys):
+    code = main(["analyze", str(takes["wrong_bar4"]), "--score", str(takes[name]), "--no-model"])
+    assert message in one_error_line(code, capsys.readouterr().err)
 
 
 def test_take_over_the_length_limit_is_refused(tmp_path):
@@ -134,22 +145,23 @@ def test_batch_goes_on_after_a_bad_take_and_resumes(takes, chorale_path, tmp_pat
     assert len(out.read_text().splitlines()) == 3
 
 
-def test_min_confidence_outside_0_to_1_is_refused_in_one_line(takes):
-    run = llaqo("analyze", str(takes["wrong_bar4"]), "--min-confidence", "1.5", "--no-model")
-    assert run.returncode == 2 and "Traceback" not in run.stderr
-    assert "expected a confidence between 0 and 1, got '1.5'" in run.stderr.strip().splitlines()[-1]
+def test_min_confidence_outside_0_to_1_is_refused_in_one_line(takes, capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(["analyze", str(takes["wrong_bar4"]), "--min-confidence", "1.5", "--no-model"])
+    assert exited.value.code == 2
+    assert "expected a confidence between 0 and 1, got '1.5'" in capsys.readouterr().err.strip().splitlines()[-1]
 
 
-def test_batch_repairs_a_torn_last_line_and_exits_non_zero_saying_how_many_failed(takes, tmp_path):
+def test_batch_repairs_a_torn_last_line_and_exits_non_zero_saying_how_many_failed(takes, tmp_path, capsys):
     """A kill tore the last line: the next run drops it, redoes that take, and both lines end up whole."""
     manifest = tmp_path / "session.csv"
     manifest.write_text(f"audio,score\n{takes['silent']},\n{takes['notes']},\n")
     out = tmp_path / "results.jsonl"
     whole = json.dumps({"audio": str(takes["silent"]), "error": "the audio is silent", "code": "bad_audio"})
     out.write_text(whole + "\n" + '{"audio": "' + str(takes["notes"])[:10])  # torn mid-line, no newline
-    run = llaqo("batch", str(manifest), "--out", str(out), "--no-model")
-    assert run.returncode == 2
-    assert "llaqo: error: 1 of 1 takes failed" in run.stderr
+    code = main(["batch", str(manifest), "--out", str(out), "--no-model"])
+    assert code == 2
+    assert "llaqo: error: 1 of 1 takes failed" in capsys.readouterr().err
     lines = [json.loads(x) for x in out.read_text().splitlines()]
     assert [x["audio"] for x in lines] == [str(takes["silent"]), str(takes["notes"])]
     assert lines[1]["code"] == "bad_audio"
