@@ -13,6 +13,7 @@ from llaqo_training.dataset import QA, TrainTake
 from llaqo_training.train import fit
 
 CLIPS = [(220.0, "2", "scales"), (440.0, "5", "octaves"), (880.0, "3", "staccato"), (1760.0, "6", "scales")]
+STEPS = 300  # here the last 20 losses average 0.017 and every overall answer has probability ≥ 0.97
 
 
 def tone(freq: float, rate: int = 16000, seconds: float = 2.0) -> np.ndarray:
@@ -20,7 +21,7 @@ def tone(freq: float, rate: int = 16000, seconds: float = 2.0) -> np.ndarray:
     return (0.3 * np.sin(2 * np.pi * freq * t) * (0.6 + 0.4 * np.sin(2 * np.pi * 2 * t))).astype(np.float32)
 
 
-@pytest.mark.slow  # ≈10–20 s on two cores
+@pytest.mark.slow  # ≈60 s of CPU
 def test_overfit_answers_follow_the_audio() -> None:
     torch.manual_seed(0)
     tokenizer = train_tokenizer([], vocab_size=512)
@@ -36,7 +37,7 @@ def test_overfit_answers_follow_the_audio() -> None:
         )
         for i, (freq, overall, technique) in enumerate(CLIPS)
     ]
-    losses = fit(model, takes, steps=600, batch_takes=4, questions_per_take=2, lr=3e-3, warmup=20, log_every=0)
+    losses = fit(model, takes, steps=STEPS, batch_takes=4, questions_per_take=2, lr=3e-3, warmup=20, log_every=0)
     assert np.mean(losses[-20:]) < 0.1 < np.mean(losses[:20])
     audio = model.encode_audio([t.prepared for t in takes])
     overall = model.choose(audio, [OVERALL_QUESTION] * 4, [None] * 4, [OVERALL] * 4)
