@@ -52,21 +52,23 @@ def shared_dir() -> Path:
     return SHARED
 
 
-def _played_with_mistakes(score, wrong_bar: int | None = 6, missed_bar: int | None = 3, extra_bar: int | None = 8):
+def _played_with_mistakes(
+    score, wrong_bar: int | None = 6, missed_bar: int | None = 3, extra_bar: int | None = 8, bpm: float = 80.0
+):
     """A mechanical take of `score` (performed notes, no audio): the first note of `wrong_bar` a semitone
-    up, one note of `missed_bar` left out, an extra note a tenth above the start of `extra_bar`."""
+    up, one note of `missed_bar` left out, an extra note a tenth above the start of `extra_bar`; at `bpm`."""
     from llaqo_model.analysis.report import Note
     from llaqo_training.examples import mechanical_performance, note_in_bar
 
-    notes = mechanical_performance(score)
+    notes = mechanical_performance(score, bpm=bpm)
     if wrong_bar is not None:
-        i = note_in_bar(score, notes, wrong_bar, which=0)
+        i = note_in_bar(score, notes, wrong_bar, which=0, bpm=bpm)
         notes[i] = replace(notes[i], pitch=notes[i].pitch + 1)
     if extra_bar is not None:
-        j = note_in_bar(score, notes, extra_bar, which=0)
+        j = note_in_bar(score, notes, extra_bar, which=0, bpm=bpm)
         notes.append(Note(notes[j].onset + 0.02, notes[j].onset + 0.3, notes[j].pitch + 17, 70))
     if missed_bar is not None:
-        del notes[note_in_bar(score, notes, missed_bar, which=2)]
+        del notes[note_in_bar(score, notes, missed_bar, which=2, bpm=bpm)]
     return sorted(notes, key=lambda n: (n.onset, n.pitch))
 
 
@@ -88,7 +90,7 @@ def mistakes_report(chorale):
 
 @pytest.fixture(scope="session")
 def played_with_mistakes():
-    """`played_with_mistakes(score, wrong_bar=6, missed_bar=3, extra_bar=8)` → performed notes."""
+    """`played_with_mistakes(score, wrong_bar=6, missed_bar=3, extra_bar=8, bpm=80)` → performed notes."""
     return _played_with_mistakes
 
 

@@ -23,6 +23,7 @@ from llaqo_training.examples import mechanical_performance, note_in_bar
 from llaqo_training.render import render_notes
 
 REPO = Path(__file__).resolve().parents[1]
+TAKE_BPM = 160.0  # the chorale in 15 s: two of Transkun's 16 s segments (over 16 s takes three)
 
 
 def directions(path: Path) -> dict[int, list[str]]:
@@ -254,7 +255,8 @@ def llaqo(*args: str) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def take_bar6(tmp_path_factory, chorale, played_with_mistakes) -> Path:
     path = tmp_path_factory.mktemp("takes") / "wrong_bar6.flac"
-    sf.write(path, render_notes(played_with_mistakes(chorale, missed_bar=None, extra_bar=None)), 44100)
+    take = played_with_mistakes(chorale, missed_bar=None, extra_bar=None, bpm=TAKE_BPM)
+    sf.write(path, render_notes(take), 44100)
     return path
 
 

@@ -17,6 +17,7 @@ from llaqo_training.examples import mechanical_performance, note_in_bar
 from llaqo_training.render import render_notes
 
 REPO = Path(__file__).resolve().parents[1]
+BPM = 160.0  # the chorale in 15 s: two of Transkun's 16 s segments (over 16 s takes three)
 
 
 def llaqo(*args: str) -> subprocess.CompletedProcess:
@@ -33,8 +34,8 @@ def llaqo(*args: str) -> subprocess.CompletedProcess:
 def takes(tmp_path_factory, chorale) -> dict[str, Path]:
     """A take with a wrong note in bar 4 (FLAC), a silent WAV, a NaN WAV, a text file, a bogus score."""
     d = tmp_path_factory.mktemp("takes")
-    notes = mechanical_performance(chorale, bpm=110)
-    i = note_in_bar(chorale, notes, 4, bpm=110)
+    notes = mechanical_performance(chorale, bpm=BPM)
+    i = note_in_bar(chorale, notes, 4, bpm=BPM)
     notes[i] = replace(notes[i], pitch=notes[i].pitch - 2)
     sf.write(d / "wrong_bar4.flac", render_notes(notes), 44100)
     sf.write(d / "silent.wav", np.zeros(44100 * 3, dtype=np.float32), 44100)

@@ -19,6 +19,7 @@ from llaqo_backend.http import refusal
 from llaqo_backend.server import Server, ServerConfig
 
 TOKEN = "s3cret"
+BPM = 160.0  # the chorale in 15 s: two of Transkun's 16 s segments (over 16 s takes three)
 
 
 @pytest.fixture(scope="module")
@@ -89,8 +90,8 @@ def test_a_take_comes_back_as_comments_for_its_bars(server, chorale, chorale_pat
     from llaqo_training.examples import mechanical_performance, note_in_bar
     from llaqo_training.render import render_notes
 
-    notes = mechanical_performance(chorale, bpm=120)
-    i = note_in_bar(chorale, notes, 3, bpm=120)
+    notes = mechanical_performance(chorale, bpm=BPM)
+    i = note_in_bar(chorale, notes, 3, bpm=BPM)
     notes[i] = replace(notes[i], pitch=notes[i].pitch + 1)
     take = Path(tmp_path / "take.flac")
     sf.write(take, render_notes(notes), 44100)

@@ -29,12 +29,12 @@ from llaqo_bridge.client import LlaqoClient, LlaqoServerError
 from llaqo_model.errors import LlaqoError
 
 RATE = 44100
-BPM = 120.0
+BPM = 160.0  # the chorale in 15 s: two of Transkun's 16 s segments (over 16 s takes three)
 
 
 @pytest.fixture(scope="module")
 def take(chorale):
-    """The chorale at 120 bpm (19.5 s) with bar 3's first note a semitone sharp."""
+    """The chorale at 160 bpm (15 s) with bar 3's first note a semitone sharp."""
     from llaqo_training.examples import mechanical_performance, note_in_bar
     from llaqo_training.render import render_notes
 
