@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile as sf
 import torch
 from safetensors.torch import load_file, save_file
 
@@ -86,7 +87,7 @@ def test_lora_checkpoint_stores_trained_parts_and_base_path(tokenizer, tmp_path:
     assert torch.allclose(outputs(model), outputs(loaded), atol=1e-6)
 
 
-def test_broken_checkpoints_fail_with_one_clear_message(tmp_path: Path) -> None:
+def test_broken_checkpoints_fail_with_one_clear_message(tmp_path: Path, capsys) -> None:
     ck = build_tiny_checkpoint(tmp_path / "ck")
     with pytest.raises(ModelError, match="not a LLaQo checkpoint"):
         from_pretrained(tmp_path)
@@ -100,7 +101,10 @@ def test_broken_checkpoints_fail_with_one_clear_message(tmp_path: Path) -> None:
     save_file(weights, str(mismatched / "model.safetensors"))
     with pytest.raises(ModelError, match="does not match its config"):
         from_pretrained(mismatched)
-    assert main(["ask", "x.wav", "q", "--model", str(broken)]) == 2
+    take = tmp_path / "take.wav"
+    sf.write(take, noise(1.0), 16000)  # a readable take: the model is what is refused
+    assert main(["ask", str(take), "q", "--model", str(broken)]) == 2
+    assert "incomplete: missing model.safetensors" in capsys.readouterr().err
 
 
 def test_assessor_api(tmp_path: Path) -> None:
