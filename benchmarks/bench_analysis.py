@@ -33,9 +33,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import NamedTuple
 from unittest import mock
 
 import mir_eval
@@ -57,7 +58,7 @@ from llaqo_model.analysis.report import (
 )
 from llaqo_model.analysis.score import Score, load_score
 from llaqo_model.analysis.transcribe import OnsetEvidence, Transcriber, TranscriberConfig, Transcription
-from llaqo_model.analysis.verify import WEIGHTS, issue_features
+from llaqo_model.analysis.verify import SIGNS, WEIGHTS, confidence, issue_features
 from llaqo_model.io import read_performance_midi
 from llaqo_training.augment import apply_chain, draw_chain
 from llaqo_training.render import available_soundfonts, render_notes
@@ -73,6 +74,7 @@ SAME_ISSUE_S = 0.25  # an audio issue and a MIDI issue this close in time (same 
 BRUSH_VELOCITY = 0.45  # a brushed key: under half its neighbour's velocity…
 BRUSH_S = 0.08  # …and short
 CALIBRATION_LEVELS = (0.1, 0.3, 0.5, 0.7, 0.9)
+FIT_L2 = 0.01  # pull on the confidence weights: a few hundred candidates from a dozen pieces must not over-fit
 
 
 def held_out(folder: str) -> bool:
@@ -317,54 +319,81 @@ def is_real(issue, facts: list[tuple[IssueKind, int, int | None, float]]) -> boo
     return issue.pitch in added and issue.expected_pitch in missed
 
 
-def candidates(take: RenderedTake) -> list[tuple[IssueKind, tuple[float, ...], float, bool]]:
-    """Every wrong, missed and extra note the analysis proposes (none hidden under `unclear`):
-    (kind, features, confidence, real)."""
+class Candidate(NamedTuple):
+    """One wrong, missed or extra note the analysis proposes, with its audio features and whether it is real."""
+
+    piece: str
+    kind: IssueKind
+    features: tuple[float, ...]
+    confidence: float
+    real: bool
+
+
+def candidates(take: RenderedTake) -> list[Candidate]:
+    """Every wrong, missed and extra note the analysis proposes (none hidden under `unclear`)."""
     with mock.patch.object(metrics, "UNCLEAR_MIN_ERRORS", 10**9):
         report = analyse(take)
     facts = truth(take.score, take.played)
     return [
-        (i.kind, issue_features(i, take.heard.evidence, take.heard.notes), i.confidence, is_real(i, facts))
+        Candidate(
+            take.piece,
+            i.kind,
+            issue_features(i, take.heard.evidence, take.heard.notes),
+            i.confidence,
+            is_real(i, facts),
+        )
         for _, i in report.issues()
         if i.kind in NOTE_ERROR_KINDS
     ]
 
 
-def logistic(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Bias and weights of a logistic regression of `y` on `x` (L-BFGS, a little L2 on the weights)."""
-    w = torch.zeros(x.shape[1] + 1, dtype=torch.float64, requires_grad=True)
-    opt = torch.optim.LBFGS([w], max_iter=200, line_search_fn="strong_wolfe")
+def logistic(x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor, signs: tuple[int, ...]) -> torch.Tensor:
+    """Bias and weights of a weighted logistic regression of `y` on `x` whose weights keep the given signs
+    (each weight is sign × softplus(free parameter)), with a strong L2 pull towards 0 (`FIT_L2`)."""
+    free = torch.zeros(x.shape[1] + 1, dtype=torch.float64, requires_grad=True)
+    sign = torch.tensor(signs, dtype=torch.float64)
+    opt = torch.optim.LBFGS([free], max_iter=500, line_search_fn="strong_wolfe")
+
+    def weights() -> torch.Tensor:
+        return torch.cat([free[:1], sign * torch.nn.functional.softplus(free[1:])])
 
     def loss() -> torch.Tensor:
         opt.zero_grad()
-        value = torch.nn.functional.binary_cross_entropy_with_logits(w[0] + x @ w[1:], y) + 1e-3 * (w[1:] ** 2).sum()
+        w = weights()
+        fitted = torch.nn.functional.binary_cross_entropy_with_logits(w[0] + x @ w[1:], y, weight=weight)
+        value = fitted / weight.mean() + FIT_L2 * (w[1:] ** 2).sum()
         value.backward()
         return value
 
     opt.step(loss)
-    return w
+    return weights().detach()
 
 
-def fit(rows: list[tuple[IssueKind, tuple[float, ...], float, bool]]) -> dict[IssueKind, tuple[float, ...]]:
-    """Logistic regression per kind (torch L-BFGS, a little L2), the weights `verify.WEIGHTS` holds."""
+def fit(rows: list[Candidate]) -> dict[IssueKind, tuple[float, ...]]:
+    """Logistic regression per kind, the weights `verify.WEIGHTS` holds: each feature's weight keeps the sign
+    physics gives it (`verify.SIGNS`), strongly regularised, and every piece weighs the same (one piece
+    with many candidates — an edition that differs throughout — must not decide the model)."""
     weights = {}
     for kind in WEIGHTS:
-        x = torch.tensor([f for k, f, _, _ in rows if k == kind], dtype=torch.float64)
-        y = torch.tensor([float(r) for k, _, _, r in rows if k == kind], dtype=torch.float64)
+        chosen = [r for r in rows if r.kind == kind]
+        per_piece = Counter(r.piece for r in chosen)
+        x = torch.tensor([r.features for r in chosen], dtype=torch.float64)
+        y = torch.tensor([float(r.real) for r in chosen], dtype=torch.float64)
+        weight = torch.tensor([1.0 / per_piece[r.piece] for r in chosen], dtype=torch.float64)
         if len(y) < 5 or y.min() == y.max():
             print(f"fit {kind}: too few or one-sided examples ({len(y)}); kept")
             weights[kind] = WEIGHTS[kind]
             continue
-        w = logistic(x, y)
-        weights[kind] = tuple(round(float(v), 3) for v in w.detach())
-        print(f"fit {kind}: {len(y)} candidates, {int(y.sum())} real → weights {weights[kind]}")
+        w = logistic(x, y, weight, SIGNS[kind])
+        weights[kind] = tuple(round(float(v), 3) for v in w)
+        print(f"fit {kind}: {len(y)} candidates from {len(per_piece)} pieces, {int(y.sum())} real → {weights[kind]}")
     return weights
 
 
-def calibration(rows: list[tuple[IssueKind, tuple[float, ...], float, bool]], name: str) -> None:
+def calibration(rows: list[Candidate], name: str) -> None:
     """Of the note issues at confidence >= c, the share that are real; and per confidence bin."""
-    conf = np.array([c for _, _, c, _ in rows])
-    real = np.array([r for _, _, _, r in rows])
+    conf = np.array([r.confidence for r in rows])
+    real = np.array([r.real for r in rows])
     print(f"calibration ({name}, {len(rows)} candidate note issues, {int(real.sum())} real):")
     for c in CALIBRATION_LEVELS:
         at = conf >= c
@@ -376,8 +405,8 @@ def calibration(rows: list[tuple[IssueKind, tuple[float, ...], float, bool]], na
         if inside.any():
             bins.append(f"[{a:.1f},{a + 0.2:.1f}) {real[inside].mean():.2f} (n={int(inside.sum())})")
     print("  per bin, share real: " + ", ".join(bins))
-    for kind in sorted({k for k, _, _, _ in rows}):
-        sel = [r for k, _, c, r in rows if k == kind and c >= DEFAULT_MIN_CONFIDENCE]
+    for kind in sorted({r.kind for r in rows}):
+        sel = [r.real for r in rows if r.kind == kind and r.confidence >= DEFAULT_MIN_CONFIDENCE]
         print(f"  {kind}: stated {len(sel)}, real {np.mean(sel) if sel else float('nan'):.3f}")
 
 
@@ -425,7 +454,7 @@ def gather(args: argparse.Namespace, transcriber: Transcriber) -> list[RenderedT
     args.cache.mkdir(parents=True, exist_ok=True)
     takes: list[RenderedTake] = []
     wanted = {False: args.pieces, True: args.held_out}
-    used = 0
+    used = {False: 0, True: 0}  # sounds rotate within each set, so one set's size never changes the other's
     for row in sample_pieces(args.asap, args.seed):
         hold = held_out(row["folder"])
         if wanted[hold] <= 0:
@@ -441,8 +470,8 @@ def gather(args: argparse.Namespace, transcriber: Transcriber) -> list[RenderedT
             continue
         wanted[hold] -= 1
         per_piece = args.fonts_per_piece or len(fonts)
-        chosen_fonts = [fonts[(used + k) % len(fonts)] for k in range(min(per_piece, len(fonts)))]
-        used += per_piece
+        chosen_fonts = [fonts[(used[hold] + k) % len(fonts)] for k in range(min(per_piece, len(fonts)))]
+        used[hold] += per_piece
         for font in chosen_fonts:
             rng = random.Random(f"{args.seed}/{row['folder']}/{font.name}")
             faulty, mistakes = inject(notes, rng.sample(windows[1:-1], MISTAKES_PER_TAKE), rng)
@@ -480,6 +509,9 @@ def main() -> int:
     parser.add_argument("--skip-speed", action="store_true", help="skip the 40 s take and the 5-minute take")
     parser.add_argument("--skip-memory", action="store_true", help="skip the 5-minute take")
     parser.add_argument("--dump", type=Path, help="write every candidate note issue as JSON lines")
+    parser.add_argument(
+        "--transcribe-only", action="store_true", help="fill the cache and stop (no figures: held-out stays unseen)"
+    )
     args = parser.parse_args()
     if not (args.asap / "metadata.csv").is_file():
         print(f"ASAP not found at {args.asap}; nothing to measure", file=sys.stderr)
@@ -487,20 +519,21 @@ def main() -> int:
     transcriber = Transcriber(TranscriberConfig(precision=args.precision))
     print(f"threads={torch.get_num_threads()} precision={transcriber.precision}")
     takes = gather(args, transcriber)
+    if args.transcribe_only:
+        return 0
     rows = {hold: [r for t in takes if t.held_out == hold for r in candidates(t)] for hold in (False, True)}
+    if args.fit:
+        print("== refit on the tuning pieces (the figures below use the new weights) ==")
+        WEIGHTS.update(fit(rows[False]))
+        print(f"WEIGHTS = {json.dumps({str(k): v for k, v in WEIGHTS.items()})}")
+        rows = {
+            hold: [r._replace(confidence=confidence(r.kind, r.features)) for r in found] for hold, found in rows.items()
+        }
     if args.dump:
         with args.dump.open("w") as f:
             for hold, found in rows.items():
-                for kind, features, conf, real in found:
-                    f.write(
-                        json.dumps(
-                            {"held_out": hold, "kind": kind, "features": features, "confidence": conf, "real": real}
-                        )
-                        + "\n"
-                    )
-    if args.fit:
-        print("== refit on the tuning pieces ==")
-        print(f"WEIGHTS = {json.dumps({str(k): v for k, v in fit(rows[False]).items()})}")
+                for r in found:
+                    f.write(json.dumps({"held_out": hold, **r._asdict()}) + "\n")
     for hold, name in ((False, "tuning pieces"), (True, "held-out pieces")):
         chosen = [t for t in takes if t.held_out == hold]
         if not chosen:

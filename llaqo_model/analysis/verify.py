@@ -26,7 +26,15 @@ OWN_REACH_S = 0.035  # a transcribed note's own onset: within about one and a ha
 EVIDENCE_CLIP = 12.0  # scores beyond ±12 are all "certainly struck / certainly not": clip before weighting
 SOFT_NOTE_EVIDENCE = -3.5  # a written key scored above this (yet under 0, Transkun's threshold) was heard faintly
 NEIGHBOUR_WINDOW_S = 1.0  # the notes an extra note is compared with for loudness
-# Logistic weights (bias, then one per feature of `features`), fitted by bench_analysis.py --fit.
+# The direction each feature of `issue_features` may push the confidence (the fit keeps these signs): a missed
+# note is less likely the more its key was heard; a wrong note more likely the more the played key and the
+# less the written key were heard; an extra note more likely the clearer and the louder it was struck.
+SIGNS: dict[IssueKind, tuple[int, ...]] = {
+    IssueKind.MISSED_NOTE: (-1, -1),
+    IssueKind.WRONG_NOTE: (-1, 1),
+    IssueKind.EXTRA_NOTE: (1, 1),
+}
+# Logistic weights (bias, then one per feature of `issue_features`), fitted by bench_analysis.py --fit.
 WEIGHTS: dict[IssueKind, tuple[float, ...]] = {
     IssueKind.MISSED_NOTE: (1.349, -0.019, -1.743),
     IssueKind.WRONG_NOTE: (0.482, 0.049, 0.877),
