@@ -237,3 +237,35 @@ def test_a_trill_heard_in_the_audio_is_one_ornament_and_not_a_restart(analyzer, 
     report = analyzer.analyze_samples(render_notes(sorted(notes, key=lambda n: n.onset)), 44100, chorale)
     named = {IssueKind.ORNAMENT, IssueKind.RESTART, *NOTE_ERROR_KINDS}
     assert [(bar, i.kind) for bar, i in report.stated_issues() if i.kind in named] == [(4, IssueKind.ORNAMENT)]
+
+
+def test_a_chord_tone_left_out_is_missed_in_its_bar_not_paired_with_the_same_key_a_second_later(shared_dir):
+    """Bach's Prelude BWV 874 played by an expert (ASAP), bars 3–10, with the last G4 of bar 4 (struck with A2
+    and E5) left out: the G4 in bar 4 was not played, and nothing else changes (the matcher paired it with a G4
+    played over a second later, which left a "missed F♯4" in bar 5 instead)."""
+    from llaqo_model.analysis.align import align_to_score
+    from llaqo_model.analysis.score import load_score
+    from llaqo_model.io import read_performance_midi
+
+    folder = shared_dir / "data" / "asap" / "Bach" / "Prelude" / "bwv_874"
+    lines = (folder / "BianF01M_annotations.txt").read_text().splitlines()
+    downbeats = [float(line.split("\t")[0]) for line in lines if line.split("\t")[2].startswith("db")]
+    score = load_score(folder / "xml_score.mxl").bar_range(3, 10)
+    notes, pedal = read_performance_midi(folder / "BianF01M.mid")
+    start, end = downbeats[2] - 0.08, downbeats[10] - 0.08  # bar 1 is the first downbeat
+    notes = [n for n in notes if start <= n.onset < end]
+    na = score.note_array
+    chord_g4 = max(
+        (s for s in range(len(na)) if na["bar"][s] == 4 and na["pitch"][s] == 67),
+        key=lambda s: na["onset_beat"][s],
+    )
+    played = dict(align_to_score(score, notes).matched)[chord_g4]
+    clean = report_from_notes(notes, pedal, end, "clean", score)
+    take = [n for i, n in enumerate(notes) if i != played]
+    report = report_from_notes(take, pedal, end, "take", score)
+    added = {(bar, i.kind, i.pitch, i.expected_pitch) for bar, i in report.stated_issues()} - {
+        (bar, i.kind, i.pitch, i.expected_pitch) for bar, i in clean.stated_issues()
+    }
+    assert {(bar, kind, expected) for bar, kind, _, expected in added if kind in NOTE_ERROR_KINDS} == {
+        (4, IssueKind.MISSED_NOTE, 67)
+    }

@@ -43,6 +43,8 @@ TRILL_MAX_INTERVAL = 2  # a trill alternates with a key at most a tone away
 TRILL_REACH_S = 1.5  # the notes around an extra note gathered to look for a trill
 MIN_DURATION_S = 1e-3  # parangonar needs positive durations; a 0-length transcribed note gets 1 ms
 MIN_TIME_STEP_S = 1e-3  # consecutive time-map points must be at least this far apart to stay monotone
+MATCH_REACH_S = 0.8  # a note matched this far from its score note's time-map time (more than rubato or a rolled chord
+# moves a note) was paired with the wrong one
 
 _PERF_DTYPE = [
     ("onset_sec", "f4"),
@@ -315,10 +317,11 @@ def _align(score: Score, notes: list[Note]) -> Alignment:
             missed.append(s_index[str(entry["score_id"])])
         elif entry["label"] == "insertion":
             extra.append(p_index[str(entry["performance_id"])])
+    result.time_map = _fit(matched, na, notes)
+    matched, missed, extra = _repair_far_matches(result.time_map, matched, missed, extra, na, notes)
     matched.sort(key=lambda sp: na["onset_beat"][sp[0]])
     s_beats = np.array([na["onset_beat"][s] for s, _ in matched], dtype=float)
-    p_secs = np.array([notes[p].onset for _, p in matched], dtype=float)
-    result.time_map = fit_time_map(s_beats, p_secs)
+    result.time_map = _fit(matched, na, notes)
     result.matched = matched
 
     # Score notes in bars before the first / after the last matched note were not part of this take.
@@ -353,6 +356,45 @@ def _align(score: Score, notes: list[Note]) -> Alignment:
         and score_fraction >= MIN_SCORE_FRACTION,
     )
     return result
+
+
+def _fit(matched: list[tuple[int, int]], na: np.ndarray, notes: list[Note]) -> TimeMap:
+    """The time map through the matched pairs."""
+    beats = np.array([na["onset_beat"][s] for s, _ in matched], dtype=float)
+    return fit_time_map(beats, np.array([notes[p].onset for _, p in matched], dtype=float))
+
+
+def _repair_far_matches(
+    time_map: TimeMap,
+    matched: list[tuple[int, int]],
+    missed: list[int],
+    extra: list[int],
+    na: np.ndarray,
+    notes: list[Note],
+) -> tuple[list[tuple[int, int]], list[int], list[int]]:
+    """Undo matches played more than MATCH_REACH_S from where the time map puts their score note (the
+    matcher paired a note left out with a later one of the same key), then pair each freed or missed score
+    note with an unmatched played note of its key within reach, nearest first. A note left out stays
+    missed instead of taking its neighbour's partner, which then leaves a missed and an extra note elsewhere."""
+    expected = time_map(na["onset_beat"])
+    far = {(s, p) for s, p in matched if abs(notes[p].onset - expected[s]) > MATCH_REACH_S}
+    if not far:
+        return matched, missed, extra
+    matched = [sp for sp in matched if sp not in far]
+    free_s = set(missed) | {s for s, _ in far}
+    free_p = set(extra) | {p for _, p in far}
+    pairs = sorted(
+        (abs(notes[p].onset - expected[s]), s, p)
+        for s in free_s
+        for p in free_p
+        if notes[p].pitch == na["pitch"][s] and abs(notes[p].onset - expected[s]) <= MATCH_REACH_S
+    )
+    for _, s, p in pairs:
+        if s in free_s and p in free_p:
+            matched.append((s, p))
+            free_s.discard(s)
+            free_p.discard(p)
+    return matched, sorted(free_s), sorted(free_p)
 
 
 def added_trills(extra: list[int], notes: list[Note]) -> list[tuple[set[int], int]]:
