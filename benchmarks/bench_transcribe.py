@@ -17,12 +17,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from bench_analysis import onset_f1, performance_notes
+from bench_analysis import onset_f1
 
 from llaqo_model.analysis.pipeline import report_from_notes
 from llaqo_model.analysis.score import load_score
 from llaqo_model.analysis.transcribe import Transcriber, TranscriberConfig
-from llaqo_model.io import load_audio
+from llaqo_model.io import load_audio, read_performance_midi
 
 
 def main() -> None:
@@ -61,7 +61,7 @@ def main() -> None:
     if report.alignment is not None:
         figures["alignment_coverage"] = round(report.alignment.coverage, 3)
     if args.reference:
-        figures["onset_f1"] = round(onset_f1(performance_notes(args.reference)[0], notes), 4)
+        figures["onset_f1"] = round(onset_f1(read_performance_midi(args.reference)[0], notes), 4)
     print(json.dumps(figures))
 
 
