@@ -2,14 +2,20 @@
 
 The alignment proposes candidates from the transcribed notes; the transcriber's own onset evidence
 (`OnsetEvidence`: how strongly each key was heard struck at each frame, from the same Transkun pass) then
-says how sure each one is. A written note the transcriber did not output but scored just under its
-decision threshold was most likely played softly, not left out; a wrong note is sure when the played key
-was heard clearly and the written one not at all; an extra note is sure when it was heard as a strike of
-its own, clearly and loud enough beside its neighbours.
+says how sure each one is. A written note the transcriber did not output is the less likely left out the
+more strongly its key was heard near its time (a key scored at about Transkun's threshold, 0, is a coin
+flip); a wrong note is sure when the played key was heard clearly; an extra note is heard as a strike of
+its own whenever it was transcribed.
 
 Each check gives features; a logistic model per kind turns them into a confidence (0–1). Its weights were
 fitted by `benchmarks/bench_analysis.py --fit` on the benchmark's tuning pieces (candidates labelled real
-when the analysis of the performance MIDI itself — what was actually played — reports the same issue).
+when the analysis of the performance MIDI itself — what was actually played — reports the same issue), each
+weight kept to the sign physics gives it (`SIGNS`), strongly regularised, every piece weighing the same. On
+those pieces the evidence that separates real from false candidates is the written key's onset score for a
+missed note and the played key's for a wrong note; whether a written key was heard just under the
+threshold, the written key's score under a wrong note and an extra note's score and loudness added nothing
+(weights 0), so they are computed but do not move the confidence until a refit on more pieces finds that
+they do.
 """
 
 from __future__ import annotations
@@ -36,9 +42,9 @@ SIGNS: dict[IssueKind, tuple[int, ...]] = {
 }
 # Logistic weights (bias, then one per feature of `issue_features`), fitted by bench_analysis.py --fit.
 WEIGHTS: dict[IssueKind, tuple[float, ...]] = {
-    IssueKind.MISSED_NOTE: (1.349, -0.019, -1.743),
-    IssueKind.WRONG_NOTE: (0.482, 0.049, 0.877),
-    IssueKind.EXTRA_NOTE: (-0.995, 3.482, -0.403),
+    IssueKind.MISSED_NOTE: (-0.397, -0.357, 0.0),
+    IssueKind.WRONG_NOTE: (-2.754, 0.0, 2.024),
+    IssueKind.EXTRA_NOTE: (3.795, 0.0, 0.0),
 }
 
 
