@@ -20,16 +20,15 @@ from sklearn.model_selection import GroupKFold
 from llaqo_model.model.answer_head import ABSENT_ANSWER_LOGIT, AnswerHead, AnswerHeadConfig, head_questions
 from llaqo_model.model.frontend import FrontendConfig
 from llaqo_model.model.prompts import AnswerKind, QuestionType, options_for
-from llaqo_model.model.take_features import INPUT_WIDTH, STREAMS, stream_slices
+from llaqo_model.model.take_features import INPUT_WIDTH, select_streams
 from llaqo_training.dataset import take_report
-from llaqo_training.descriptor_data import take_inputs
+from llaqo_training.descriptor_data import cached_inputs
 from llaqo_training.reports import cached_report
 
 C_GRID = (0.01, 0.1, 1.0, 10.0, 100.0)  # inverse L2 strength on standardised inputs; chosen by CV over pieces
 MAX_ITER = 2000
 ORDINAL_PENALTIES = (1e-3, 1e-2, 1e-1)  # L2 per take on the ordinal direction; chosen by CV over pieces
 LBFGS_STEPS = 200  # the ordinal fit is convex and small (one direction, one bias per option)
-ALL_STREAMS = tuple(name for name, _ in STREAMS)
 
 
 @dataclass
@@ -43,8 +42,7 @@ class AnswerTable:
 
     def stream(self, streams: tuple[str, ...]) -> np.ndarray:
         """The input columns of `streams` (in the head's order)."""
-        full = stream_slices(ALL_STREAMS)
-        return np.concatenate([self.inputs[:, full[name]] for name in ALL_STREAMS if name in streams], axis=1)
+        return select_streams(self.inputs, streams)
 
 
 def label_of(entry: dict[str, Any], qtype: QuestionType) -> str | None:
@@ -83,15 +81,9 @@ def build_answer_table(entries: list[dict[str, Any]], manifest: str | Path, repo
         labels = answer_indices(entry)
         if all(v < 0 for v in labels.values()):
             continue
-        hit = cache / f"{entry['id']}.npy"
-        if hit.is_file():
-            x = np.load(hit)
-        else:
-            x = take_inputs(entry, report_for(entry), frontend)
-            if x is None:
-                continue
-            np.save(hit, x)
-        rows.append((x, labels, entry))
+        x = cached_inputs(entry, report_for, cache, frontend)
+        if x is not None:
+            rows.append((x, labels, entry))
     return AnswerTable(
         inputs=np.stack([x for x, _, _ in rows]) if rows else np.zeros((0, INPUT_WIDTH), np.float32),
         answers={q: np.array([lab[q] for _, lab, _ in rows], dtype=int) for q in head_questions()},

@@ -18,7 +18,7 @@ from llaqo_model.analysis.report import PerformanceReport
 from llaqo_model.io import load_audio
 from llaqo_model.model.descriptors import DESCRIPTOR_KEYS
 from llaqo_model.model.frontend import FrontendConfig, audio_windows
-from llaqo_model.model.take_features import STREAMS, head_inputs, stream_slices
+from llaqo_model.model.take_features import STREAMS, head_inputs, select_streams
 from llaqo_training.reports import cached_report
 
 ReportSource = Callable[[dict[str, Any]], PerformanceReport | None]
@@ -53,8 +53,7 @@ class DescriptorTable:
 
     def stream(self, streams: tuple[str, ...]) -> np.ndarray:
         """The input columns of `streams` (in the head's order)."""
-        full = stream_slices(ALL_STREAMS)
-        return np.concatenate([self.inputs[:, full[name]] for name in ALL_STREAMS if name in streams], axis=1)
+        return select_streams(self.inputs, streams)
 
 
 def label_arrays(descriptors: dict[str, float]) -> tuple[np.ndarray, np.ndarray]:
@@ -71,6 +70,20 @@ def take_inputs(entry: dict[str, Any], report: PerformanceReport | None, fronten
     samples, rate = load_audio(entry["audio"])
     windows, lengths = audio_windows(samples, rate, frontend)
     return head_inputs(report, windows, lengths, ALL_STREAMS)
+
+
+def cached_inputs(
+    entry: dict[str, Any], report_for: ReportSource, cache: Path, frontend: FrontendConfig
+) -> np.ndarray | None:
+    """The take's full input vector from `cache/<id>.npy`, computed and saved there on first use (None
+    without a report)."""
+    hit = cache / f"{entry['id']}.npy"
+    if hit.is_file():
+        return np.load(hit)
+    x = take_inputs(entry, report_for(entry), frontend)
+    if x is not None:
+        np.save(hit, x)
+    return x
 
 
 def transcribed(report_dir: str | Path) -> ReportSource:
@@ -92,15 +105,9 @@ def build_table(entries: list[dict[str, Any]], report_for: ReportSource, cache_d
     for entry in entries:
         if not entry.get("descriptors"):
             continue
-        hit = cache / f"{entry['id']}.npy"
-        if hit.is_file():
-            x = np.load(hit)
-        else:
-            x = take_inputs(entry, report_for(entry), frontend)
-            if x is None:
-                continue
-            np.save(hit, x)
-        rows.append((x, entry))
+        x = cached_inputs(entry, report_for, cache, frontend)
+        if x is not None:
+            rows.append((x, entry))
     width = sum(w for _, w in STREAMS)
     labels, mask = zip(*(label_arrays(e["descriptors"]) for _, e in rows), strict=True) if rows else ((), ())
     return DescriptorTable(

@@ -25,19 +25,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     t.add_argument(
         "--descriptors", help="PercePiano manifest (llaqo corpus import percepiano): fit the descriptor head on it"
     )
-    t.add_argument(
-        "--descriptor-reports",
-        choices=["transcribed", "midi"],
-        default="transcribed",
-        help="reports the descriptor head trains on: transcribed takes (llaqo corpus analyse), or performance MIDI",
-    )
+    reports_option(t, "--descriptor-reports", "transcribed", "reports the descriptor head trains on")
     t.add_argument("--no-answer-head", action="store_true", help="the LM answers ratings/difficulty/technique")
-    t.add_argument(
-        "--answer-reports",
-        choices=["midi", "transcribed"],
-        default="midi",
-        help="reports the answer head trains on: performance MIDI, or transcribed takes (llaqo corpus analyse)",
-    )
+    reports_option(t, "--answer-reports", "midi", "reports the answer head trains on")
     t.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="auto: CUDA when present")
     t.add_argument("--lm", help="local Hugging Face causal LM folder to LoRA-train (never downloaded)")
     t.add_argument("--token-loss", action="store_true", help="average the loss over answer tokens, not over answers")
@@ -52,20 +42,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     e.add_argument("--split", default="val")
     e.add_argument("--cache", help="folder for prepared audio features")
     e.add_argument("--shuffle-audio", action="store_true", help="pair each take with another take's audio")
-    e.add_argument(
-        "--reports",
-        choices=["transcribed", "midi"],
-        default="transcribed",
-        help="the evaluated takes' reports: transcribing their audio (as a user gets), or (an upper bound) their MIDI",
-    )
-    e.add_argument(
-        "--train-reports",
-        choices=["transcribed", "midi"],
-        help="the training takes' reports the baselines are fitted on (default: PercePiano transcribed, corpus midi)",
+    reports_option(e, "--reports", "transcribed", "the evaluated takes' reports (midi: an upper bound)")
+    reports_option(
+        e, "--train-reports", None, "the training reports the baselines fit on", "PercePiano transcribed, else midi"
     )
     e.add_argument("--max-takes", type=int, help="transcribe at most this many evaluated takes")
     e.add_argument("--out", help="also write the JSON here")
     e.set_defaults(func=run_evaluate)
+
+
+def reports_option(
+    parser: argparse.ArgumentParser, flag: str, default: str | None, what: str, default_text: str | None = None
+) -> None:
+    """A `--...-reports transcribed|midi` option: transcribed takes (llaqo corpus analyse, what a user's take
+    gives) or the takes' performance MIDI."""
+    shown = default_text or default
+    parser.add_argument(
+        flag, choices=["transcribed", "midi"], default=default, help=f"{what}: transcribed or midi (default {shown})"
+    )
 
 
 def run_train(args: argparse.Namespace) -> int:

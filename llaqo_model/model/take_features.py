@@ -220,6 +220,12 @@ def stream_slices(streams: tuple[str, ...]) -> dict[str, slice]:
     return out
 
 
+def select_streams(inputs: np.ndarray, streams: tuple[str, ...]) -> np.ndarray:
+    """The columns of `streams` (in `STREAMS` order) from rows holding every stream."""
+    full = stream_slices(tuple(name for name, _ in STREAMS))
+    return np.concatenate([inputs[:, full[name]] for name, _ in STREAMS if name in streams], axis=1)
+
+
 def head_inputs(
     report: PerformanceReport, windows: torch.Tensor, lengths: torch.Tensor, streams: tuple[str, ...]
 ) -> np.ndarray:
