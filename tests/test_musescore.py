@@ -269,8 +269,11 @@ def test_qt6s_qmllint_finds_nothing_but_names_musescore_provides_at_run_time(tmp
     subprocess.run([str(qmllint), "-I", str(MUSESCORE44_API), "--json", str(report), str(PLUGIN)],
                    capture_output=True, timeout=120)
     warnings = [w for f in json.loads(report.read_text())["files"] for w in f["warnings"]]
-    # `Element` (MuseScore's enums on the root object) and a Repeater's `modelData` are unqualified by nature
-    assert [w for w in warnings if w.get("id") != "unqualified"] == []
+    # `Element` (MuseScore's enums on the root object) and a Repeater's `modelData` are unqualified by nature;
+    # `var` inside blocks is deliberate: MuseScore 3.x builds bundle Qt 5 releases whose JavaScript has no `let`
+    # (qmllint from PySide6 6.12 on warns about it as style)
+    allowed = {"unqualified", "block-scope-var-declaration"}
+    assert [w for w in warnings if w.get("id") not in allowed] == []
 
 
 def piano_score(path: Path) -> Path:
