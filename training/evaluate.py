@@ -195,7 +195,7 @@ def head_predictions(
     for name in shuffle:
         if name in slices:
             x[:, slices[name]] = x[order][:, slices[name]]
-    return [{q: Choice(max(p, key=p.get), p) for q, p in take.items()} for take in head.answer_probs(x)]
+    return [{q: Choice.most_likely(p) for q, p in take.items()} for take in head.answer_probs(x)]
 
 
 def head_figures(

@@ -148,20 +148,16 @@ class Assessor:
         """Stream the answer to a free question as text deltas (rating-style questions answer constrained)."""
         m = self.model
         key, qtype = descriptor_of(question), question_type(question)
-        head_answers = (key is not None and m.descriptor_head is not None) or (
-            qtype is not None and m.answer_head is not None
-        )
-        if head_answers:  # the same head, and so the same number, as `assess`
-            with self.cpu_threads():
-                prepared = m.prepare(samples, sample_rate)
-                mels = [m.mel_windows(samples, sample_rate, prepared)]
-                if key is not None and m.descriptor_head is not None:
-                    yield answer_text(m.describe([report], mels)[0][key])
-                    return
-                choice = m.head_choices([report], mels)[0].get(qtype)
-            if choice is not None:
-                yield choice.answer
-                return
+        by_descriptor_head = key is not None and m.descriptor_head is not None
+        if by_descriptor_head or (qtype is not None and m.answer_head is not None):
+            with self.cpu_threads():  # the same head, and so the same number, as `assess`
+                mels = [m.mel_windows(samples, sample_rate, m.prepare(samples, sample_rate))]
+                if by_descriptor_head:
+                    answer = answer_text(m.describe([report], mels)[0][key])
+                else:
+                    answer = m.head_choices([report], mels)[0][qtype].answer
+            yield answer
+            return
         with self.cpu_threads():
             audio = m.encode_audio([m.prepare(samples, sample_rate)])
             text = self._report_text(report)

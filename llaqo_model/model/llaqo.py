@@ -144,6 +144,11 @@ class Choice:
     answer: str
     probs: dict[str, float]
 
+    @classmethod
+    def most_likely(cls, probs: dict[str, float]) -> Choice:
+        """The option with the highest probability, with the whole distribution."""
+        return cls(max(probs, key=probs.get), probs)
+
     def expected(self) -> float:
         """Expected value of a numeric answer under the option distribution."""
         return float(sum(float(k) * p for k, p in self.probs.items()))
@@ -250,7 +255,7 @@ class LlaqoModel(nn.Module):
         if self.answer_head is None:
             return [{} for _ in reports]
         probs = self.answer_head.answer_probs(self.take_inputs(reports, prepared, self.answer_head.config.streams))
-        return [{q: Choice(max(p, key=p.get), p) for q, p in take.items()} for take in probs]
+        return [{q: Choice.most_likely(p) for q, p in take.items()} for take in probs]
 
     # --- prompt assembly ---------------------------------------------------------------------------
 
