@@ -24,6 +24,7 @@ LOWEST_KEY = 21  # A0: column 0 of `OnsetEvidence.scores`
 KEYS = 88
 PEDAL_SYMBOLS = 2  # Transkun's first two output symbols are the sustain and soft pedals
 EVIDENCE_BLOCK = 64  # start frames per block in `onset_scores` (small enough to stay in cache)
+HOP_STEP_S = 0.25  # the grid on which `Transcriber.hop_for` tries longer hops
 
 
 @dataclass
@@ -32,6 +33,11 @@ class TranscriberConfig:
 
     segment_s: float = 16.0
     hop_s: float = 12.0
+    # A take whose last segment would start in Transkun's end padding (about a third of all lengths; a
+    # 17 s take decodes 3 segments, the last all silence) is cut with a hop up to this long instead, when
+    # that saves a segment: segments still overlap by 3 s, and each frame's evidence comes from the
+    # segment where it lies nearest the middle.
+    max_hop_s: float = 13.0
     device: str = "cpu"
     threads: int | None = None
     precision: str = "auto"  # "fp32", "bf16", or "auto": bf16 on CPUs with native bf16 (AVX512-BF16/AMX), else fp32
@@ -232,20 +238,28 @@ class Transcriber:
         x = torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32)).reshape(-1, 1).to(self.device)
         with warnings.catch_warnings(), self.autocast(), self.recording() as segments:
             warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\.")
-            events = self.model.transcribe(x, stepInSecond=self.config.hop_s, segmentSizeInSecond=self.config.segment_s)
+            hop_s = self.hop_for(len(samples))
+            events = self.model.transcribe(x, stepInSecond=hop_s, segmentSizeInSecond=self.config.segment_s)
         stitcher = EvidenceStitcher(self.frame_s)
-        for begin_s, scores in zip(self.segment_starts(len(samples)), segments, strict=True):
+        for begin_s, scores in zip(self.segment_starts(len(samples), hop_s), segments, strict=True):
             stitcher.add(begin_s, scores)
         notes, pedal = split_events(events)
         return Transcription(notes, pedal, stitcher.evidence(len(samples) / self.sample_rate))
 
-    def segment_starts(self, n_samples: int) -> list[float]:
+    def segment_starts(self, n_samples: int, hop_s: float) -> list[float]:
         """Where each segment of `model.transcribe` begins, in seconds of the take (its own arithmetic)."""
         hop, fs = self.model.hopSize, self.sample_rate
-        pad_s = self.config.segment_s - self.config.hop_s
+        pad_s = self.config.segment_s - hop_s
         padded = n_samples + 2 * math.ceil(pad_s * fs)
-        step = math.ceil(self.config.hop_s * fs / hop) * hop
+        step = math.ceil(hop_s * fs / hop) * hop
         return [i / fs - pad_s for i in range(0, padded, step)]
+
+    def hop_for(self, n_samples: int) -> float:
+        """The hop for a take of `n_samples`: `hop_s`, or the shortest longer hop up to `max_hop_s` that
+        decodes fewer segments (each segment costs the same, however little of the take it holds)."""
+        steps = max(int(round((self.config.max_hop_s - self.config.hop_s) / HOP_STEP_S)), 0)
+        hops = [self.config.hop_s + i * HOP_STEP_S for i in range(steps + 1)]
+        return min(hops, key=lambda h: len(self.segment_starts(n_samples, h)))
 
 
 def split_events(events: list) -> tuple[list[Note], list[PedalInterval]]:
