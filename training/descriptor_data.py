@@ -18,11 +18,10 @@ from llaqo_model.analysis.report import PerformanceReport
 from llaqo_model.io import load_audio
 from llaqo_model.model.descriptors import DESCRIPTOR_KEYS
 from llaqo_model.model.frontend import FrontendConfig, audio_windows
-from llaqo_model.model.take_features import STREAMS, head_inputs, select_streams
+from llaqo_model.model.take_features import ALL_STREAMS, STREAMS, head_inputs, select_streams
 from llaqo_training.reports import cached_report
 
 ReportSource = Callable[[dict[str, Any]], PerformanceReport | None]
-ALL_STREAMS = tuple(name for name, _ in STREAMS)
 
 
 @dataclass

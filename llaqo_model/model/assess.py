@@ -90,9 +90,10 @@ class Assessor:
         prepared = [m.prepare(s, sr) for s, sr, _ in items]
         audio = m.encode_audio(prepared)
         mels = [m.mel_windows(s, sr, p) for (s, sr, _), p in zip(items, prepared, strict=True)]
-        descriptors = m.describe([r for _, _, r in items], mels)
+        features = m.take_features([r for _, _, r in items], mels)
+        descriptors = m.describe(features)
         texts = [self._report_text(r) for _, _, r in items]
-        answers_by_take = m.head_choices([r for _, _, r in items], mels)
+        answers_by_take = m.head_choices(features)
         rows = [(i, t, q) for i in range(len(items)) for t, q in canonical_questions().items()]
         rows = [row for row in rows if row[1] not in answers_by_take[row[0]]]  # the LM answers the rest
         choices = []
@@ -152,10 +153,11 @@ class Assessor:
         if by_descriptor_head or (qtype is not None and m.answer_head is not None):
             with self.cpu_threads():  # the same head, and so the same number, as `assess`
                 mels = [m.mel_windows(samples, sample_rate, m.prepare(samples, sample_rate))]
+                features = m.take_features([report], mels)
                 if by_descriptor_head:
-                    answer = answer_text(m.describe([report], mels)[0][key])
+                    answer = answer_text(m.describe(features)[0][key])
                 else:
-                    answer = m.head_choices([report], mels)[0][qtype].answer
+                    answer = m.head_choices(features)[0][qtype].answer
             yield answer
             return
         with self.cpu_threads():

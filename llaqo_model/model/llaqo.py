@@ -25,7 +25,7 @@ from llaqo_model.model.frontend import FrontendConfig, audio_windows
 from llaqo_model.model.lm import LMConfig, Trie, add_lora, build_lm, decode
 from llaqo_model.model.prompts import QuestionType, options_for, prompt_parts
 from llaqo_model.model.qformer import QFormer, QFormerConfig
-from llaqo_model.model.take_features import head_inputs
+from llaqo_model.model.take_features import ALL_STREAMS, head_inputs, select_streams
 
 SUB_CONFIGS = ("frontend", "encoder", "qformer", "lm", "descriptors", "answers")
 
@@ -228,33 +228,30 @@ class LlaqoModel(nn.Module):
             return audio_windows(samples, sample_rate, self.config.frontend)
         return prepared
 
-    def take_inputs(
-        self,
-        reports: list[PerformanceReport],
-        prepared: list[tuple[torch.Tensor, torch.Tensor]],
-        streams: tuple[str, ...],
-    ) -> torch.Tensor:
-        """A head's inputs (B, n_in) of `streams` from each take's report and log-mel windows (`mel_windows`)."""
-        rows = [head_inputs(r, w, n, streams) for r, (w, n) in zip(reports, prepared, strict=True)]
-        return torch.from_numpy(np.stack(rows)).to(self.device)
-
-    def describe(
+    def take_features(
         self, reports: list[PerformanceReport], prepared: list[tuple[torch.Tensor, torch.Tensor]]
-    ) -> list[dict[str, float]]:
-        """The 19 perceptual descriptors (0–1) of each take (report + `mel_windows`); {} without the head."""
+    ) -> np.ndarray:
+        """Every per-take stream (B, INPUT_WIDTH), built once from each take's report and log-mel windows
+        (`mel_windows`); each head reads its own streams from it."""
+        rows = [head_inputs(r, w, n, ALL_STREAMS) for r, (w, n) in zip(reports, prepared, strict=True)]
+        return np.stack(rows)
+
+    def _head_input(self, features: np.ndarray, streams: tuple[str, ...]) -> torch.Tensor:
+        return torch.from_numpy(select_streams(features, streams)).to(self.device)
+
+    def describe(self, features: np.ndarray) -> list[dict[str, float]]:
+        """The 19 perceptual descriptors (0–1) of each take (`take_features`); {} without the head."""
         if self.descriptor_head is None:
-            return [{} for _ in reports]
-        inputs = self.take_inputs(reports, prepared, self.descriptor_head.config.streams)
+            return [{} for _ in features]
+        inputs = self._head_input(features, self.descriptor_head.config.streams)
         values = self.descriptor_head(inputs).clamp(0, 1).cpu().numpy()
         return [{k: round(float(v), 4) for k, v in zip(DESCRIPTOR_KEYS, row, strict=True)} for row in values]
 
-    def head_choices(
-        self, reports: list[PerformanceReport], prepared: list[tuple[torch.Tensor, torch.Tensor]]
-    ) -> list[dict[QuestionType, Choice]]:
-        """The answer head's constrained answers of each take (report + `mel_windows`); {} without the head."""
+    def head_choices(self, features: np.ndarray) -> list[dict[QuestionType, Choice]]:
+        """The answer head's constrained answers of each take (`take_features`); {} without the head."""
         if self.answer_head is None:
-            return [{} for _ in reports]
-        probs = self.answer_head.answer_probs(self.take_inputs(reports, prepared, self.answer_head.config.streams))
+            return [{} for _ in features]
+        probs = self.answer_head.answer_probs(self._head_input(features, self.answer_head.config.streams))
         return [{q: Choice.most_likely(p) for q, p in take.items()} for take in probs]
 
     # --- prompt assembly ---------------------------------------------------------------------------

@@ -207,6 +207,7 @@ STREAMS: tuple[tuple[str, int], ...] = (
     ("texture", TEXTURE_WIDTH),
     ("audio", 10),
 )
+ALL_STREAMS = tuple(name for name, _ in STREAMS)
 INPUT_WIDTH = sum(width for _, width in STREAMS)  # every stream; caches of inputs are kept per width
 
 
@@ -222,7 +223,7 @@ def stream_slices(streams: tuple[str, ...]) -> dict[str, slice]:
 
 def select_streams(inputs: np.ndarray, streams: tuple[str, ...]) -> np.ndarray:
     """The columns of `streams` (in `STREAMS` order) from rows holding every stream."""
-    full = stream_slices(tuple(name for name, _ in STREAMS))
+    full = stream_slices(ALL_STREAMS)
     return np.concatenate([inputs[:, full[name]] for name, _ in STREAMS if name in streams], axis=1)
 
 
