@@ -21,6 +21,7 @@ from llaqo_model.model.take_features import STREAMS
 from llaqo_model.model.tokenizer import train_tokenizer
 from llaqo_training.descriptor_data import DescriptorTable, label_arrays
 from llaqo_training.descriptor_fit import HeadFit, fit_head, predict_head, scale_scores, statistics_baseline
+from llaqo_training.transcription_noise import TranscriptionNoise
 
 RATE = 16000
 N_IN = sum(w for _, w in STREAMS)
@@ -198,3 +199,39 @@ def test_a_long_transcription_job_does_the_held_out_takes_first_then_one_renderi
     assert set(order[2:4]) == {"a1__x", "b1__x"}  # each passage's first segment, first rendering
     assert order.index("a2__y") < order.index("a1__y")  # every first rendering before any second one
     assert order[-1] == "t1__x" and sorted(order) == sorted(e["id"] for e in entries)
+
+
+def test_a_head_fitted_on_simulated_reports_leans_on_what_transcription_keeps() -> None:
+    """Two inputs carry the label equally in the performance MIDI; transcription keeps the first and scrambles
+    the second (as Transkun does with a rendered take's pedal). Fitted on the MIDI, the head splits its weight
+    and does badly on transcribed takes; fitted on the MIDI passed through the learned transcription noise, it
+    moves its weight to the first input and does well."""
+    rng = np.random.default_rng(1)
+    n, stats = 400, slice(0, 2)  # the first two columns of the statistics stream
+
+    def takes(count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        signal = rng.standard_normal(count)
+        midi = rng.standard_normal((count, N_IN)).astype(np.float32) * 0.1
+        midi[:, stats] = signal[:, None] + rng.standard_normal((count, 2)) * 0.3
+        heard = midi.copy()
+        heard[:, 0] = 0.8 * midi[:, 0] + 0.1 + rng.standard_normal(count) * 0.05  # kept, rescaled
+        heard[:, 1] = rng.standard_normal(count)  # scrambled
+        y = np.clip(0.5 + 0.1 * signal, 0, 1)[:, None].repeat(len(DESCRIPTOR_KEYS), 1)
+        return midi, heard, y
+
+    midi, heard, y = takes(n)
+    noise = TranscriptionNoise.fit(midi[:60], heard[:60])  # only 60 takes were transcribed
+    assert abs(noise.slope[0] - 0.8) < 0.1 and abs(noise.slope[1]) < 0.3 and noise.spread[1] > 0.8
+    _, test_heard, test_y = takes(200)
+    config, fit = DescriptorConfig(streams=("statistics",)), HeadFit()
+    on_midi = fit_head(table(y, np.ones_like(y), midi), config, fit)
+    simulated = table(y, np.ones_like(y), midi).repeated(noise.apply(midi, copies=3))
+    on_simulated = fit_head(simulated, config, fit)
+    test = table(test_y, np.ones_like(test_y), test_heard)
+    r2_midi = scale_scores(predict_head(on_midi, test), test)["mean"]["r2"]
+    r2_simulated = scale_scores(predict_head(on_simulated, test), test)["mean"]["r2"]
+    assert r2_simulated > 0.6 and r2_simulated > r2_midi + 0.15
+    weights = on_simulated.net[-1].weight[0, :2].abs()
+    assert weights[0] > 3 * weights[1]
+    with pytest.raises(ValueError, match="at least"):
+        TranscriptionNoise.fit(midi[:5], heard[:5])

@@ -50,9 +50,35 @@ class DescriptorTable:
             pick(self.sounds),
         )
 
+    def repeated(self, inputs: np.ndarray) -> DescriptorTable:
+        """The same takes, as many times over as `inputs` has rows for each (new inputs, same labels)."""
+        copies = len(inputs) // max(len(self.ids), 1)
+        return DescriptorTable(
+            inputs.astype(np.float32),
+            np.tile(self.labels, (copies, 1)),
+            np.tile(self.mask, (copies, 1)),
+            self.ids * copies,
+            self.passages * copies,
+            self.splits * copies,
+            self.sounds * copies,
+        )
+
     def stream(self, streams: tuple[str, ...]) -> np.ndarray:
         """The input columns of `streams` (in the head's order)."""
         return select_streams(self.inputs, streams)
+
+
+def concat(tables: list[DescriptorTable]) -> DescriptorTable:
+    """The rows of several tables, one after another."""
+    return DescriptorTable(
+        np.concatenate([t.inputs for t in tables]),
+        np.concatenate([t.labels for t in tables]),
+        np.concatenate([t.mask for t in tables]),
+        [i for t in tables for i in t.ids],
+        [p for t in tables for p in t.passages],
+        [s for t in tables for s in t.splits],
+        [s for t in tables for s in t.sounds],
+    )
 
 
 def label_arrays(descriptors: dict[str, float]) -> tuple[np.ndarray, np.ndarray]:

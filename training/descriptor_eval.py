@@ -13,9 +13,10 @@ from typing import Any
 
 from llaqo_model.model.llaqo import LlaqoModel
 from llaqo_model.model.take_features import INPUT_WIDTH
-from llaqo_training.descriptor_data import DescriptorTable, build_table, from_midi, transcribed
+from llaqo_training.descriptor_data import DescriptorTable, build_table, concat, from_midi, transcribed
 from llaqo_training.descriptor_fit import mean_baseline, predict_head, scale_scores, statistics_baseline
 from llaqo_training.reports import analyse_entries, midi_reports
+from llaqo_training.transcription_noise import TranscriptionNoise
 
 HELD_OUT_ONLY = "musescore_grand"  # PercePiano held-out figures use the sound no training take used
 
@@ -34,20 +35,31 @@ def percepiano_dirs(manifest: str | Path) -> dict[str, Path]:
 TRAIN_REPORTS = {
     "transcribed": "transcription of the rendered audio, score-aligned (llaqo corpus analyse)",
     "midi": "performance MIDI, score-aligned",
+    "simulated": "performance MIDI, score-aligned, passed through the transcription noise measured on the "
+    "training takes transcribed so far (SIMULATED_COPIES noisy copies each), plus those transcribed takes",
 }
+SIMULATED_COPIES = 3  # noisy copies of each performance-MIDI take: enough draws that the fit sees the spread
 
 
 def training_table(entries: list[dict[str, Any]], manifest: str | Path, reports: str = "midi") -> DescriptorTable:
     """The training passages' takes with their reports: `transcribed` — the takes `llaqo corpus analyse` has
     transcribed so far (the reports inference sees); `midi` — every take, from its performance MIDI (built
-    on first use)."""
+    on first use); `simulated` — every take's MIDI inputs made as unreliable as transcription makes them
+    (`TranscriptionNoise`, learned from the transcribed takes), plus the transcribed takes themselves."""
     dirs = percepiano_dirs(manifest)
     train = [e for e in entries if e.get("split") == "train" and e.get("descriptors")]
+    heard = build_table(train, transcribed(dirs["transcribed"]), dirs["inputs_transcribed"])
     if reports == "transcribed":
-        return build_table(train, transcribed(dirs["transcribed"]), dirs["inputs_transcribed"])
+        return heard
     segments = {e["segment"]: {**e, "id": e["segment"]} for e in train if e.get("segment")}
     midi_reports(list(segments.values()), dirs["midi"])
-    return build_table(train, from_midi(dirs["midi"]), dirs["inputs_midi"])
+    midi = build_table(train, from_midi(dirs["midi"]), dirs["inputs_midi"])
+    if reports == "midi":
+        return midi
+    row_of = {take: i for i, take in enumerate(midi.ids)}
+    paired = midi.inputs[[row_of[take] for take in heard.ids]]
+    noise = TranscriptionNoise.fit(paired, heard.inputs)
+    return concat([midi.repeated(noise.apply(midi.inputs, SIMULATED_COPIES)), heard])
 
 
 def held_out_table(

@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from llaqo_model.errors import LlaqoError
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add `train` and `evaluate`."""
@@ -25,7 +27,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     t.add_argument(
         "--descriptors", help="PercePiano manifest (llaqo corpus import percepiano): fit the descriptor head on it"
     )
-    reports_option(t, "--descriptor-reports", "transcribed", "reports the descriptor head trains on")
+    reports_option(
+        t, "--descriptor-reports", "transcribed", "reports the descriptor head trains on", choices=DESCRIPTOR_REPORTS
+    )
     t.add_argument("--no-answer-head", action="store_true", help="the LM answers ratings/difficulty/technique")
     reports_option(t, "--answer-reports", "midi", "reports the answer head trains on")
     t.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="auto: CUDA when present")
@@ -44,22 +48,35 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     e.add_argument("--shuffle-audio", action="store_true", help="pair each take with another take's audio")
     reports_option(e, "--reports", "transcribed", "the evaluated takes' reports (midi: an upper bound)")
     reports_option(
-        e, "--train-reports", None, "the training reports the baselines fit on", "PercePiano transcribed, else midi"
+        e,
+        "--train-reports",
+        None,
+        "the training reports the baselines fit on (simulated: PercePiano only)",
+        "PercePiano transcribed, else midi",
+        choices=DESCRIPTOR_REPORTS,
     )
     e.add_argument("--max-takes", type=int, help="transcribe at most this many evaluated takes")
     e.add_argument("--out", help="also write the JSON here")
     e.set_defaults(func=run_evaluate)
 
 
+REPORTS = ("transcribed", "midi")
+DESCRIPTOR_REPORTS = (*REPORTS, "simulated")  # PercePiano training: MIDI with transcription's noise
+
+
 def reports_option(
-    parser: argparse.ArgumentParser, flag: str, default: str | None, what: str, default_text: str | None = None
+    parser: argparse.ArgumentParser,
+    flag: str,
+    default: str | None,
+    what: str,
+    default_text: str | None = None,
+    choices: tuple[str, ...] = REPORTS,
 ) -> None:
-    """A `--...-reports transcribed|midi` option: transcribed takes (llaqo corpus analyse, what a user's take
-    gives) or the takes' performance MIDI."""
+    """A `--...-reports` option: transcribed takes (llaqo corpus analyse, what a user's take gives), the takes'
+    performance MIDI, or (PercePiano training only) `simulated`: the MIDI with the noise transcription adds,
+    learned from the takes transcribed so far."""
     shown = default_text or default
-    parser.add_argument(
-        flag, choices=["transcribed", "midi"], default=default, help=f"{what}: transcribed or midi (default {shown})"
-    )
+    parser.add_argument(flag, choices=choices, default=default, help=f"{what}: {', '.join(choices)} (default {shown})")
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -110,6 +127,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     else:
         from llaqo_training.evaluate import evaluate
 
+        if args.train_reports == "simulated":
+            raise LlaqoError("--train-reports simulated is for PercePiano manifests (rated takes) only")
         result = evaluate(
             args.model, args.manifest, args.split, args.cache, args.shuffle_audio,
             args.reports, args.train_reports or "midi", args.max_takes,
