@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -107,6 +109,21 @@ def check_header(name: str, sample_rate: int, channels: int, frames: int, max_du
         raise AudioError(
             f"the take is {frames / sample_rate / 60:.1f} min long; the limit is {max_duration_s / 60:.1f} min"
         )
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """Run the block with `threads` intra-op threads (None: leave as is), restoring the caller's setting
+    after. Small models and small fits run several times faster on one thread than on a busy pool."""
+    if threads is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def pick_device(device: str = "auto") -> str:

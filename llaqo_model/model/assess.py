@@ -12,7 +12,7 @@ import torch
 
 from llaqo_model.analysis.report import RUBRIC_KEYS, PerformanceReport
 from llaqo_model.errors import ModelError
-from llaqo_model.io import pick_device
+from llaqo_model.io import pick_device, torch_threads
 from llaqo_model.model.assessment import Assessment, BarComment
 from llaqo_model.model.checkpoint import from_pretrained, save_pretrained
 from llaqo_model.model.descriptors import answer_text, descriptor_of
@@ -47,18 +47,9 @@ class Assessor:
         small = sum(p.numel() for p in model.parameters()) < SMALL_MODEL_PARAMS
         self.threads = 1 if small and model.device.type == "cpu" else None
 
-    @contextlib.contextmanager
-    def cpu_threads(self) -> Iterator[None]:
+    def cpu_threads(self) -> contextlib.AbstractContextManager:
         """Run model work with `self.threads` intra-op threads, restoring the caller's setting after."""
-        if self.threads is None:
-            yield
-            return
-        before = torch.get_num_threads()
-        torch.set_num_threads(self.threads)
-        try:
-            yield
-        finally:
-            torch.set_num_threads(before)
+        return torch_threads(self.threads)
 
     @classmethod
     def load(cls, path: str | Path, device: str = "auto") -> Assessor:

@@ -1,9 +1,10 @@
 """The descriptor head: the model's answers to the 19 perceptual questions, from the analysis and the audio.
 
-Input per take: the transcription statistics, the score-aligned performance statistics and the audio
-statistics (`take_features`), concatenated; standardised with the training set's mean and spread
-(buffers, saved with the weights). A small MLP predicts each descriptor's offset from its training mean.
-The loss is the mean squared error over the labels a take has (rows missing a label still train on the rest).
+Input per take: the per-take streams of `take_features` (transcription statistics, score-aligned
+performance, what the analysis found, texture, audio statistics), concatenated; standardised with the
+training set's mean and spread (buffers, saved with the weights). A linear layer (a ridge per scale) or a
+small MLP predicts each descriptor's offset from its training mean. The loss is the mean squared error over
+the labels a take has (rows missing a label still train on the rest).
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ class DescriptorConfig:
 
     hidden: int = 0
     dropout: float = 0.2
-    # the aligned stream is built and can be switched on; on validation it lowered R² (0.36 → 0.24)
-    streams: tuple[str, ...] = ("statistics", "audio")
+    # every stream: a ridge over all five reaches mean R² 0.396 in 5-fold CV over PercePiano's training
+    # passages (statistics + audio: 0.376, statistics alone: 0.370; performance-MIDI reports)
+    streams: tuple[str, ...] = ("statistics", "aligned", "rubric", "texture", "audio")
 
     @property
     def n_in(self) -> int:
