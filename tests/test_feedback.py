@@ -6,6 +6,7 @@ import re
 
 from llaqo_model.analysis.report import Bar, Issue, IssueKind, PerformanceReport
 from llaqo_model.model.feedback import compose_feedback
+from llaqo_training.feedback_eval import feedback_scores
 
 RATINGS = {k: 3 for k in ("pitch_accuracy", "tempo_stability", "pedaling", "expressiveness")}
 
@@ -43,3 +44,18 @@ def test_praise_follows_the_ratings_and_a_clean_take_still_gets_advice() -> None
     assert text.startswith("What is good: pedaling and tempo stability.")
     assert "pitch accuracy" in text and not named_bars(text)
     assert "What is good" not in compose_feedback(take({}), RATINGS)
+
+
+def test_feedback_figures_count_the_stated_problems_only() -> None:
+    """Precision and top-three recall of the composed feedback, against what the analysis states: an issue
+    below the confidence threshold (not shown to the player) is neither a bar the feedback should name nor
+    one that makes a sentence precise."""
+    report = take({12: [IssueKind.WRONG_NOTE], 3: [IssueKind.RUSHING]})
+    doubtful = Issue(kind=IssueKind.MISSED_NOTE, detail="", time_s=7.5, severity=5.0, confidence=0.1)
+    report.bars.append(Bar(bar=7, start_s=7, end_s=8, issues=[doubtful]))
+    scores = feedback_scores([report], [RATINGS])
+    assert scores["precision"] == 1.0 and scores["top3_recall"] == 1.0  # bars 12 and 3, not bar 7
+    assert scores["sentences_naming_bars"] >= 1 and scores["withheld_share"] == 0.0
+    report.bars[-1].issues[0].confidence = 0.99  # now stated: the heaviest problem, and the feedback names it
+    assert 7 in named_bars(compose_feedback(report, RATINGS))
+    assert feedback_scores([report], [RATINGS])["top3_recall"] == 1.0

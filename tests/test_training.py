@@ -111,6 +111,9 @@ def test_train_resume_continues_step_count_optimiser_and_validation(manifest: Pa
     assert state.step == 8 and adam_steps == {8.0}
     figures = evaluate(out, manifest)  # the resumed checkpoint loads and answers, free text included
     assert figures["takes"] == 1 and 0.0 <= figures["prompt_following_rate_free"] <= 1.0
+    feedback = figures["answer_head_figures"]["feedback"]  # the composed feedback, scored against the analysis
+    assert feedback["takes"] == 1 and feedback["withheld_share"] == 0.0
+    assert 0.0 <= feedback["precision"] <= 1.0 and 0.0 <= feedback["top3_recall"] <= 1.0
 
 
 def test_train_without_a_gpu_or_a_run_to_resume_says_so(manifest: Path, tmp_path: Path, capsys) -> None:

@@ -17,7 +17,7 @@ import torch
 from scipy.stats import spearmanr
 from sklearn.metrics import r2_score
 
-from llaqo_model.analysis.report import RUBRIC_KEYS, TECHNIQUES
+from llaqo_model.analysis.report import RUBRIC_KEYS, TECHNIQUES, PerformanceReport
 from llaqo_model.model.answer_head import AnswerHead, AnswerHeadConfig
 from llaqo_model.model.checkpoint import from_pretrained
 from llaqo_model.model.llaqo import Choice, LlaqoModel
@@ -32,9 +32,10 @@ from llaqo_model.model.prompts import (
     rating,
 )
 from llaqo_model.model.take_features import stream_slices
-from llaqo_training.answer_fit import AnswerTable, build_answer_table, fit_answer_head
+from llaqo_training.answer_fit import AnswerTable, build_answer_table, fit_answer_head, report_source
 from llaqo_training.dataset import TrainTake, load_takes, read_manifest
 from llaqo_training.descriptor_fit import derangement
+from llaqo_training.feedback_eval import feedback_scores
 from llaqo_training.reports import analyse_entries
 
 FREE_ANSWER_TOKENS = 16  # room for a number and a short sentence; a rating needs one token
@@ -228,7 +229,26 @@ def head_figures(
         "reports": reports[1],
         "train_takes": len(train.ids),
         **{name: score_predictions(takes, preds, baselines) for name, preds in runs.items()},
+        "feedback": feedback_figures(entries, test.ids, runs["answer_head"], report_source(manifest, reports[1])),
     }
+
+
+def feedback_figures(
+    entries: list[dict[str, Any]],
+    ids: list[str],
+    answers: list[dict[QuestionType, Choice]],
+    report_for: Callable[[dict[str, Any]], PerformanceReport | None],
+) -> dict[str, float | int]:
+    """The composed feedback of each evaluated take (its report and the head's ratings, as `assess` composes
+    it) scored against the take's analysis: precision, top-three recall, withheld share."""
+    by_id = {e["id"]: e for e in entries}
+    reports, ratings = [], []
+    for take_id, answered in zip(ids, answers, strict=True):
+        report = report_for(by_id[take_id])
+        if report is not None:
+            reports.append(report)
+            ratings.append({q.key: int(c.answer) for q, c in answered.items() if q.kind == AnswerKind.RATING})
+    return feedback_scores(reports, ratings)
 
 
 def evaluate(

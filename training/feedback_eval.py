@@ -1,8 +1,9 @@
 """Feedback figures over analysed takes: precision of named bars, recall of the top-three problem bars, withheld.
 
 A sentence is precise when every bar it names carries, in the analysis, the problem the sentence names.
-The analysis's top problem bars are its three bars with the largest total issue severity (ornaments, a
-player's choice, excluded); recall is the share of them that the feedback names.
+The analysis's top problem bars are its three bars with the largest total severity of stated issues (those
+at or above the report's confidence threshold, as everything shown to the player; ornaments, a player's
+choice, excluded); recall is the share of them that the feedback names.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ def feedback_scores(reports: list[PerformanceReport], ratings: list[dict[str, in
     for report, rated in zip(reports, ratings, strict=True):
         text = compose_feedback(report, rated)
         withheld += not text
-        by_bar = {b.bar: {i.kind for i in b.issues} for b in report.bars}
+        stated = {b.bar: b.stated_issues(report.min_confidence) for b in report.bars}
+        by_bar = {bar: {i.kind for i in issues} for bar, issues in stated.items()}
         for sentence in re.split(r"(?<=\.)\s+", text):
             named = sentence_bars(sentence)
             if not named:
@@ -36,7 +38,7 @@ def feedback_scores(reports: list[PerformanceReport], ratings: list[dict[str, in
             naming += 1
             kinds = {k for k, (problem, _) in PRACTICE.items() if f"the {problem} in" in sentence}
             precise += all(kinds & by_bar.get(b, set()) for b in named)
-        severity = {b.bar: sum(i.severity for i in b.issues if i.kind not in NOT_FAULTS) for b in report.bars}
+        severity = {bar: sum(i.severity for i in issues if i.kind not in NOT_FAULTS) for bar, issues in stated.items()}
         top = sorted((b for b in severity if severity[b] > 0), key=lambda b: (-severity[b], b))[:TOP]
         wanted += len(top)
         hit += len(set(top) & sentence_bars(text))
