@@ -23,6 +23,7 @@ from llaqo_model.model.descriptors import DESCRIPTOR_KEYS
 from llaqo_model.model.take_features import stream_slices
 from llaqo_training.descriptor_data import DescriptorTable, as_tensors
 
+REPORT_STREAMS = ("statistics", "aligned", "rubric", "texture")  # computed from the report, not the log-mel
 RIDGE_ALPHAS = np.logspace(-2, 4, 13)  # wide enough that the CV choice is never at an edge in practice
 
 
@@ -114,20 +115,20 @@ def predict_head(
 ) -> np.ndarray:
     """The head's descriptors; streams named in `shuffle` are given another take's values (an ablation).
 
-    'removed' in `shuffle` is not a stream: it replaces the report streams (statistics, aligned) by the
-    training mean, i.e. the head without its report.
+    'removed' in `shuffle` is not a stream: it replaces the report streams (all but the audio statistics) by
+    the training mean, i.e. the head without its report. Every shuffled stream takes the same other take's
+    values, so shuffling all of them gives each take another take's inputs in full.
     """
     x = torch.from_numpy(table.stream(head.config.streams)).float()
     slices = stream_slices(head.config.streams)
-    rng = np.random.default_rng(seed)
+    order = torch.from_numpy(derangement(len(x), np.random.default_rng(seed)))
     for name in shuffle:
         if name == "removed":
-            for report_stream in ("statistics", "aligned"):
+            for report_stream in REPORT_STREAMS:
                 if report_stream in slices:
                     s = slices[report_stream]
                     x[:, s] = head.in_mean[s]
         elif name in slices:
-            order = torch.from_numpy(derangement(len(x), rng))
             x[:, slices[name]] = x[order][:, slices[name]]
     return head(x).clamp(0, 1).numpy()
 
