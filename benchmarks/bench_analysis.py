@@ -291,9 +291,16 @@ def analyse(take: RenderedTake) -> PerformanceReport:
     )
 
 
+def sounded(played: list[Note]) -> list[Note]:
+    """The performed notes that made a sound: a key pressed under `MIN_EXTRA_VELOCITY` (ASAP has written notes
+    at velocity 3–9) is as silent in the recording as a key not pressed, so it counts as left out."""
+    return [n for n in played if n.velocity >= metrics.MIN_EXTRA_VELOCITY]
+
+
 def truth(score: Score, played: list[Note]) -> list[tuple[IssueKind, int, int | None, float]]:
     """What was really played wrong, left out or added: (kind, key, written key, time) from aligning the
-    performance MIDI itself."""
+    performance MIDI itself (the keys that sounded)."""
+    played = sounded(played)
     al = align_to_score(score, played)
     na = score.note_array
     found = [(IssueKind.WRONG_NOTE, played[p].pitch, int(na["pitch"][s]), played[p].onset) for s, p in al.wrong]
@@ -416,7 +423,7 @@ def localisation(takes: list[RenderedTake], name: str) -> None:
     reports = [(take, analyse(take)) for take in takes]
     own = {
         id(take): flagged_bars(
-            report_from_notes(take.played, take.pedal, take.seconds, "midi", take.score), NOTE_TROUBLE
+            report_from_notes(sounded(take.played), take.pedal, take.seconds, "midi", take.score), NOTE_TROUBLE
         )
         for take in takes
         if take.label == "clean"
@@ -459,6 +466,32 @@ def localisation(takes: list[RenderedTake], name: str) -> None:
             f"shown by the performance MIDI itself {(false_bars - added) / max(minutes, 1e-9):.2f}/min, "
             f"added by the analysis {added / max(minutes, 1e-9):.2f}/min"
         )
+
+
+def explain(takes: list[RenderedTake], name: str) -> None:
+    """Every false flag the analysis adds on a clean take (stated at the default confidence, not shown by the
+    performance MIDI itself): the issue, its confidence and evidence features, and the velocity the performer
+    gave that key and its neighbours — to classify the causes."""
+    print(f"== {name}: false flags the analysis adds on clean takes ==")
+    for take in (t for t in takes if t.label == "clean"):
+        report = analyse(take)
+        own = flagged_bars(
+            report_from_notes(sounded(take.played), take.pedal, take.seconds, "midi", take.score), NOTE_TROUBLE
+        )
+        for bar, issue in report.stated_issues():
+            if issue.kind not in NOTE_TROUBLE or bar in own:
+                continue
+            key = issue.expected_pitch if issue.kind == IssueKind.MISSED_NOTE else issue.pitch
+            played = [n for n in take.played if n.pitch == key and abs(n.onset - issue.time_s) <= SAME_ISSUE_S]
+            together = sorted(
+                (n.pitch, n.velocity) for n in take.played if abs(n.onset - issue.time_s) <= SAME_ISSUE_S / 2
+            )
+            features = issue_features(issue, take.heard.evidence, take.heard.notes) if issue.kind in WEIGHTS else ()
+            print(
+                f"{take.piece} bar {bar} {issue.kind} key {key} (written {issue.expected_pitch}) at "
+                f"{issue.time_s:.2f} s conf {issue.confidence:.2f} features {features}; performed "
+                f"{[(n.pitch, n.velocity, round(n.onset - issue.time_s, 3)) for n in played]} among {together}"
+            )
 
 
 def gather(args: argparse.Namespace, transcriber: Transcriber) -> list[RenderedTake]:
@@ -523,6 +556,9 @@ def main() -> int:
     parser.add_argument("--skip-memory", action="store_true", help="skip the 5-minute take")
     parser.add_argument("--dump", type=Path, help="write every candidate note issue as JSON lines")
     parser.add_argument(
+        "--explain", action="store_true", help="list the false flags the analysis adds on clean takes, and stop"
+    )
+    parser.add_argument(
         "--transcribe-only", action="store_true", help="fill the cache and stop (no figures: held-out stays unseen)"
     )
     args = parser.parse_args()
@@ -533,6 +569,10 @@ def main() -> int:
     print(f"threads={torch.get_num_threads()} precision={transcriber.precision}")
     takes = gather(args, transcriber)
     if args.transcribe_only:
+        return 0
+    if args.explain:
+        for hold, name in ((False, "tuning pieces"), (True, "held-out pieces")):
+            explain([t for t in takes if t.held_out == hold], name)
         return 0
     rows = {hold: [r for t in takes if t.held_out == hold for r in candidates(t)] for hold in (False, True)}
     if args.fit:

@@ -212,6 +212,30 @@ def test_an_octave_overtone_heard_as_a_note_is_not_an_extra_note(chorale, clean_
     assert _errors(report) == [(7, IssueKind.EXTRA_NOTE)]
 
 
+def _bounced(notes: list[Note], i: int, gap_s: float, velocity: int) -> list[Note]:
+    """Note `i` struck, released after `gap_s` and struck again on the same key (a bounce for one written note)."""
+    n = notes[i]
+    notes = list(notes)
+    notes[i] = replace(n, offset=n.onset + gap_s - 0.01)
+    notes.append(Note(n.onset + gap_s, n.offset, n.pitch, velocity))
+    return sorted(notes, key=lambda m: (m.onset, m.pitch))
+
+
+def test_a_written_note_struck_twice_in_quick_succession_is_not_an_extra_note(chorale, clean_notes):
+    host = note_in_bar(chorale, clean_notes, 5, which=0, bpm=BPM)
+    bounced = _bounced(clean_notes, host, 0.12, clean_notes[host].velocity)  # as loud as the note itself
+    assert _errors(report_from_notes(bounced, [], bounced[-1].offset + 1, "t", chorale)) == []
+    # the same key struck again half a second later, where the score has no note, is an extra note
+    later = _bounced(clean_notes, host, 0.5, clean_notes[host].velocity)
+    assert _errors(report_from_notes(later, [], later[-1].offset + 1, "t", chorale)) == [(5, IssueKind.EXTRA_NOTE)]
+
+
+def test_a_bounce_heard_in_the_audio_is_not_an_extra_note(analyzer, chorale, clean_notes):
+    bounced = _bounced(clean_notes, note_in_bar(chorale, clean_notes, 5, which=1, bpm=BPM), 0.09, 45)
+    report = analyzer.analyze_samples(render_notes(bounced), 44100, chorale, audio_name="bounce.wav")
+    assert _errors(report) == []
+
+
 def test_an_added_trill_is_named_as_an_ornament_not_as_extra_notes(chorale, clean_notes):
     notes = list(clean_notes)
     host = notes[note_in_bar(chorale, notes, 5, which=0, bpm=BPM)]

@@ -43,6 +43,7 @@ RESTRIKE_WINDOW_S = 0.6  # the same key struck this shortly before and still sou
 RESTRIKE_MIN_GAP_S = 0.02  # …struck at least this much before (not the note itself, early)
 HELD_TOLERANCE_S = 0.05  # a note ending this shortly before still counts as held
 OVERTONE_WINDOW_S = 0.02  # an octave-higher "note" this close to the lower one's onset is its overtone
+REARTICULATION_S = 0.2  # the written key struck again this close to its written strike: a bounce, not another note
 SLIP_SEMITONES = 2  # a finger landing on a neighbouring key: the slip a wrong note usually is
 NEIGHBOUR_WINDOW_S = 1.0  # an extra note's loudness is compared with the notes this close
 IOI_RANGE_S = (0.06, 2.0)  # inter-onset gaps outside this are grace notes or pauses, not the pulse
@@ -235,12 +236,13 @@ def _note_errors(
                 )
             )
     matched_velocity = [notes[p].velocity for _, p in alignment.matched]
+    written_strikes = [notes[p] for _, p in alignment.matched] + [notes[p] for _, p in alignment.wrong]
     chord_bar = extra_note_bars(alignment, notes)
     for p in alignment.extra:
         n = notes[p]
         audible = heard or _audible(n, notes, matched_velocity)
         in_bar = chord_bar[p] == bar.bar if p in chord_bar else bar.start_s <= n.onset < bar.end_s
-        if in_bar and audible and not _overtone(n, notes):
+        if in_bar and audible and not _overtone(n, notes) and not _rearticulation(n, written_strikes):
             bar.issues.append(
                 Issue(
                     kind=IssueKind.EXTRA_NOTE,
@@ -332,6 +334,15 @@ def _overtone(note: Note, notes: list[Note]) -> bool:
     return any(
         n.pitch == note.pitch - 12 and abs(n.onset - note.onset) <= OVERTONE_WINDOW_S and n.velocity >= note.velocity
         for n in notes
+    )
+
+
+def _rearticulation(note: Note, written_strikes: list[Note]) -> bool:
+    """An extra note on the key of a written note struck within `REARTICULATION_S` of it: the key struck twice
+    for one written note (a bounce, or a repeated attack), not a separate key a listener hears as a slip."""
+    return any(
+        n.pitch == note.pitch and n is not note and abs(n.onset - note.onset) <= REARTICULATION_S
+        for n in written_strikes
     )
 
 
