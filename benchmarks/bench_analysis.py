@@ -9,14 +9,17 @@ evidence, cached under --cache), and analyse them against the matching bars of t
 
 * recall of mistaken bars at the default confidence, overall and per role, kind and variant;
 * falsely flagged bars per minute on the clean takes, split into those the performance MIDI itself shows
-  (edition and performer differences) and those the analysis adds;
+  (edition and performer differences; a key pressed under velocity 12 makes no sound and counts as left out)
+  and those the analysis adds — and how many of those are keys the performer did strike, softly or briefly,
+  that the MIDI rule calls grazed (the same event as an injected brushed key);
 * calibration: of the note issues stated at confidence >= c, the share that are real (the analysis of the
   take's own MIDI — what was played — finds the same wrong, missed or extra note), and precision;
 * all of it separately for held-out pieces, chosen by a hash of the piece's folder (fixed before any
   tuning) and never looked at while tuning;
 * transcription onset F1 per sound; real-time factor of a 40 s take; peak memory of `llaqo analyze`.
 
-`--fit` refits the confidence model's weights (`verify.WEIGHTS`) on the tuning pieces and prints them.
+`--fit` refits the confidence model's weights (`verify.WEIGHTS`) on the tuning pieces and prints them;
+`--explain` lists every false flag the analysis adds on a clean take, with its evidence, to find its cause.
 
     python benchmarks/bench_analysis.py --pieces 10 --held-out 5
 """

@@ -30,7 +30,6 @@ from llaqo_model.analysis.transcribe import OnsetEvidence
 EXPECTED_REACH_S = 0.1  # where a written note may start around its time-map time (chords spread, rubato)
 OWN_REACH_S = 0.035  # a transcribed note's own onset: within about one and a half frames
 EVIDENCE_CLIP = 12.0  # scores beyond ±12 are all "certainly struck / certainly not": clip before weighting
-SOFT_NOTE_EVIDENCE = -3.5  # a written key scored above this (yet under 0, Transkun's threshold) was heard faintly
 NEIGHBOUR_WINDOW_S = 1.0  # the notes an extra note is compared with for loudness
 # The direction each feature of `issue_features` may push the confidence (the fit keeps these signs): a missed
 # note is less likely the more its key was heard; a wrong note more likely the more the played key and the
@@ -55,14 +54,17 @@ def _clip(score: float) -> float:
 def issue_features(issue: Issue, evidence: OnsetEvidence, notes: list[Note]) -> tuple[float, ...] | None:
     """The audio evidence about one candidate note issue (None for other kinds):
 
-    * missed: the written key's onset evidence near its expected time, and whether it was heard faintly
-      (above `SOFT_NOTE_EVIDENCE`: most such "missed" notes were played softly);
+    * missed: the written key's onset evidence near its expected time, and that evidence again (rescaled to
+      0 = not heard at all, 1 = at the threshold) when the key lies between keys heard struck there: an inner
+      voice of a chord whose other tones sounded is masked by them, so a faint peak means more there;
     * wrong: the written key's evidence there, and the played key's at its onset;
     * extra: the played key's evidence at its onset, and log2 of its velocity over its neighbours' median.
     """
     if issue.kind == IssueKind.MISSED_NOTE and issue.expected_pitch is not None:
-        heard = evidence.at(issue.expected_pitch, issue.time_s, EXPECTED_REACH_S)
-        return _clip(heard), float(heard > SOFT_NOTE_EVIDENCE)
+        heard = _clip(evidence.at(issue.expected_pitch, issue.time_s, EXPECTED_REACH_S))
+        chord = [n.pitch for n in notes if abs(n.onset - issue.time_s) <= EXPECTED_REACH_S]
+        inner = bool(chord) and min(chord) < issue.expected_pitch < max(chord)
+        return heard, inner * min(heard + EVIDENCE_CLIP, EVIDENCE_CLIP) / EVIDENCE_CLIP
     if issue.kind == IssueKind.WRONG_NOTE and issue.pitch is not None and issue.expected_pitch is not None:
         against = evidence.at(issue.expected_pitch, issue.time_s, EXPECTED_REACH_S)
         return _clip(against), _clip(evidence.at(issue.pitch, issue.time_s, OWN_REACH_S))
