@@ -12,6 +12,7 @@ import torch
 from sklearn.metrics import r2_score
 
 from llaqo_model.analysis.report import Note, PedalInterval, PerformanceReport
+from llaqo_model.errors import LlaqoError
 from llaqo_model.model.assess import Assessor
 from llaqo_model.model.checkpoint import from_pretrained, save_pretrained
 from llaqo_model.model.descriptor_head import DescriptorConfig, DescriptorHead
@@ -233,5 +234,5 @@ def test_a_head_fitted_on_simulated_reports_leans_on_what_transcription_keeps() 
     assert r2_simulated > 0.6 and r2_simulated > r2_midi + 0.15
     weights = on_simulated.net[-1].weight[0, :2].abs()
     assert weights[0] > 3 * weights[1]
-    with pytest.raises(ValueError, match="at least"):
+    with pytest.raises(LlaqoError, match="at least 20 training takes transcribed"):
         TranscriptionNoise.fit(midi[:5], heard[:5])

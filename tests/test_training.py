@@ -124,6 +124,14 @@ def test_train_without_a_gpu_or_a_run_to_resume_says_so(manifest: Path, tmp_path
     assert "holds no run to continue" in capsys.readouterr().err
 
 
+def test_a_manifest_without_training_takes_is_refused_in_one_line(tmp_path: Path, capsys) -> None:
+    manifest = tmp_path / "manifest.jsonl"
+    manifest.write_text(json.dumps({"id": "a", "audio": "a.wav", "split": "val"}) + "\n")
+    assert main(["train", str(manifest), "--out", str(tmp_path / "run"), "--steps", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"llaqo: error: {manifest} has no training takes"
+
+
 def test_lora_on_a_local_hugging_face_lm(manifest: Path, tmp_path: Path) -> None:
     from transformers import LlamaConfig, LlamaForCausalLM
 

@@ -48,17 +48,17 @@ def training_table(entries: list[dict[str, Any]], manifest: str | Path, reports:
     (`TranscriptionNoise`, learned from the transcribed takes), plus the transcribed takes themselves."""
     dirs = percepiano_dirs(manifest)
     train = [e for e in entries if e.get("split") == "train" and e.get("descriptors")]
-    heard = build_table(train, transcribed(dirs["transcribed"]), dirs["inputs_transcribed"])
     if reports == "transcribed":
-        return heard
+        return build_table(train, transcribed(dirs["transcribed"]), dirs["inputs_transcribed"])
     segments = {e["segment"]: {**e, "id": e["segment"]} for e in train if e.get("segment")}
     midi_reports(list(segments.values()), dirs["midi"])
     midi = build_table(train, from_midi(dirs["midi"]), dirs["inputs_midi"])
     if reports == "midi":
         return midi
+    heard = build_table(train, transcribed(dirs["transcribed"]), dirs["inputs_transcribed"])
     row_of = {take: i for i, take in enumerate(midi.ids)}
-    paired = midi.inputs[[row_of[take] for take in heard.ids]]
-    noise = TranscriptionNoise.fit(paired, heard.inputs)
+    both = [i for i, take in enumerate(heard.ids) if take in row_of]
+    noise = TranscriptionNoise.fit(midi.inputs[[row_of[heard.ids[i]] for i in both]], heard.inputs[both])
     return concat([midi.repeated(noise.apply(midi.inputs, SIMULATED_COPIES)), heard])
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from llaqo_model.errors import ModelError
+from llaqo_model.errors import LlaqoError, ModelError
 from llaqo_model.model.checkpoint import from_pretrained, save_pretrained
 from llaqo_model.model.descriptor_head import DescriptorConfig
 from llaqo_model.model.llaqo import LlaqoModel, embedded_config
@@ -235,7 +235,7 @@ def train(config: TrainConfig) -> Path:
     entries = read_manifest(config.manifest)
     train_entries = [e for e in entries if e.get("split", "train") == "train"]
     if not train_entries:
-        raise ValueError(f"{config.manifest} has no training takes")
+        raise LlaqoError(f"{config.manifest} has no training takes")
     state = None
     out = Path(config.out)
     if config.resume:
@@ -366,7 +366,7 @@ def attach_descriptor_head(model: LlaqoModel, config: TrainConfig) -> dict:
         read_manifest(config.descriptor_manifest), config.descriptor_manifest, config.descriptor_reports
     )
     if not table.ids:
-        raise ValueError(
+        raise LlaqoError(
             f"{config.descriptor_manifest}: no training takes with descriptors and {config.descriptor_reports} reports"
         )
     head: DescriptorHead = fit_head(table, config.descriptor_head, config.descriptor_fit)
@@ -393,7 +393,7 @@ def attach_answer_head(model: LlaqoModel, config: TrainConfig, train_entries: li
     t0 = time.monotonic()
     table = build_answer_table(train_entries, config.manifest, config.answer_reports)
     if not table.ids:
-        raise ValueError(f"{config.manifest}: no labelled training takes with {config.answer_reports} reports")
+        raise LlaqoError(f"{config.manifest}: no labelled training takes with {config.answer_reports} reports")
     head_config = AnswerHeadConfig()
     head, chosen = fit_answer_head(table, head_config)
     model.config.answers = head_config

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from llaqo_model.errors import LlaqoError
+
 MIN_PAIRS = 20  # fewer paired takes than this give slopes and spreads too rough to train on
 
 
@@ -30,7 +32,10 @@ class TranscriptionNoise:
         """Least-squares line per column over paired rows (the same takes, in the same order)."""
         if len(midi) != len(transcribed) or len(midi) < MIN_PAIRS:
             have = min(len(midi), len(transcribed))
-            raise ValueError(f"need at least {MIN_PAIRS} takes with both reports, have {have}")
+            raise LlaqoError(
+                f"simulated reports need at least {MIN_PAIRS} training takes transcribed (have {have}): "
+                "run `llaqo corpus analyse MANIFEST --split train` first"
+            )
         m_mean, t_mean = midi.mean(0), transcribed.mean(0)
         m_var = midi.var(0)
         cov = ((midi - m_mean) * (transcribed - t_mean)).mean(0)
