@@ -18,7 +18,7 @@ from llaqo_model.analysis.report import PerformanceReport
 from llaqo_model.io import load_audio
 from llaqo_model.model.descriptors import DESCRIPTOR_KEYS
 from llaqo_model.model.frontend import FrontendConfig, audio_windows
-from llaqo_model.model.take_features import ALL_STREAMS, STREAMS, head_inputs, select_streams
+from llaqo_model.model.take_features import STREAMS, head_inputs, select_streams
 from llaqo_training.reports import cached_report
 
 ReportSource = Callable[[dict[str, Any]], PerformanceReport | None]
@@ -94,7 +94,7 @@ def take_inputs(entry: dict[str, Any], report: PerformanceReport | None, fronten
         return None
     samples, rate = load_audio(entry["audio"])
     windows, lengths = audio_windows(samples, rate, frontend)
-    return head_inputs(report, windows, lengths, ALL_STREAMS)
+    return head_inputs(report, windows, lengths)
 
 
 def cached_inputs(

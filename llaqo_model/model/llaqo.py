@@ -25,7 +25,7 @@ from llaqo_model.model.frontend import FrontendConfig, audio_windows
 from llaqo_model.model.lm import LMConfig, Trie, add_lora, build_lm, decode
 from llaqo_model.model.prompts import QuestionType, options_for, prompt_parts
 from llaqo_model.model.qformer import QFormer, QFormerConfig
-from llaqo_model.model.take_features import ALL_STREAMS, head_inputs, select_streams
+from llaqo_model.model.take_features import head_inputs, select_streams
 
 SUB_CONFIGS = ("frontend", "encoder", "qformer", "lm", "descriptors", "answers")
 
@@ -233,7 +233,7 @@ class LlaqoModel(nn.Module):
     ) -> np.ndarray:
         """Every per-take stream (B, INPUT_WIDTH), built once from each take's report and log-mel windows
         (`mel_windows`); each head reads its own streams from it."""
-        rows = [head_inputs(r, w, n, ALL_STREAMS) for r, (w, n) in zip(reports, prepared, strict=True)]
+        rows = [head_inputs(r, w, n) for r, (w, n) in zip(reports, prepared, strict=True)]
         return np.stack(rows)
 
     def _head_input(self, features: np.ndarray, streams: tuple[str, ...]) -> torch.Tensor:

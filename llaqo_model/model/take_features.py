@@ -227,15 +227,15 @@ def select_streams(inputs: np.ndarray, streams: tuple[str, ...]) -> np.ndarray:
     return np.concatenate([inputs[:, full[name]] for name, _ in STREAMS if name in streams], axis=1)
 
 
-def head_inputs(
-    report: PerformanceReport, windows: torch.Tensor, lengths: torch.Tensor, streams: tuple[str, ...]
-) -> np.ndarray:
-    """The head's input vector for one take: its report and its prepared log-mel windows."""
-    parts = {
-        "statistics": lambda: take_statistics(report),
-        "aligned": lambda: aligned_statistics(report),
-        "rubric": lambda: rubric_statistics(report),
-        "texture": lambda: texture_statistics(report),
-        "audio": lambda: audio_statistics(windows, lengths),
-    }
-    return np.concatenate([parts[name]() for name, _ in STREAMS if name in streams]).astype(np.float32)
+def head_inputs(report: PerformanceReport, windows: torch.Tensor, lengths: torch.Tensor) -> np.ndarray:
+    """One take's every stream (INPUT_WIDTH, in `STREAMS` order), from its report and its prepared log-mel
+    windows; a head reads its own columns with `select_streams`."""
+    return np.concatenate(
+        [
+            take_statistics(report),
+            aligned_statistics(report),
+            rubric_statistics(report),
+            texture_statistics(report),
+            audio_statistics(windows, lengths),
+        ]
+    ).astype(np.float32)
