@@ -150,8 +150,13 @@ def test_shuffling_a_stream_gives_each_take_another_takes_values() -> None:
     assert sorted(map(tuple, np.round(plain, 5))) == sorted(map(tuple, np.round(shuffled, 5)))
 
 
-def test_percepiano_import_renders_by_passage_with_labels_and_questions(shared_dir: Path, tmp_path: Path) -> None:
+def test_percepiano_import_renders_by_passage_with_labels_and_questions(
+    shared_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import llaqo_training.percepiano as percepiano
     from llaqo_training.percepiano import HELD_OUT_SOUND, import_percepiano, passage_split
+
+    monkeypatch.setattr(percepiano, "sampled_piano", lambda skipped: None)  # as where its samples are not fetched
 
     root = shared_dir / "data" / "percepiano"
     if not (root / "labels.jsonl").is_file():
@@ -178,6 +183,18 @@ def test_percepiano_import_renders_by_passage_with_labels_and_questions(shared_d
     assert "timing_stable_unstable" not in entries[-1]["descriptors"] and len(entries[-1]["descriptors"]) == 18
     again = import_percepiano(fake, tmp_path / "out")
     assert again.rendered == 0 and again.rows == 4  # resumes
+
+
+def test_training_segments_are_also_rendered_with_the_sampled_piano_and_held_out_ones_are_not() -> None:
+    from llaqo_training.percepiano import HELD_OUT_SOUND, sounds_for
+
+    sounds = [(name, Path(name), 0) for name in ("a", "b", "c", HELD_OUT_SOUND)]
+    sampled = ("sampled", Path("sampled"), 0)
+    train = sounds_for("seg", "train", sounds, sampled)
+    assert [s[0] for s in train[:2]] == [s[0] for s in sounds_for("seg", "train", sounds)]  # earlier renders kept
+    assert train[2] == sampled and HELD_OUT_SOUND not in {s[0] for s in train}
+    for split in ("val", "test"):
+        assert sounds_for("seg", split, sounds, sampled) == sounds_for("seg", split, sounds)
 
 
 def test_a_long_transcription_job_does_the_held_out_takes_first_then_one_rendering_per_segment() -> None:

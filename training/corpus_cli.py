@@ -35,6 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     a.add_argument("manifest", help="manifest.jsonl (its reports go to reports/ beside it)")
     a.add_argument("--split", choices=["train", "val", "test", "all"], default="all")
     a.add_argument("--limit", type=int, help="stop after this many takes analysed now")
+    a.add_argument("--sound", help="only the takes rendered with this piano sound (e.g. salamander_grand)")
     a.set_defaults(func=run_analyse)
 
 
@@ -63,6 +64,7 @@ def run_analyse(args: argparse.Namespace) -> int:
     from llaqo_training.reports import analyse_entries, analysis_order
 
     entries = [e for e in read_manifest(args.manifest) if args.split in ("all", e.get("split", "train"))]
+    entries = [e for e in entries if args.sound in (None, e.get("sound"))]
     todo = analysis_order(entries, HELD_OUT_SOUND)
     done, failed = analyse_entries(todo, Path(args.manifest).parent / "reports", limit=args.limit, progress=True)
     print(f"{done} takes analysed now; {len(failed)} failed")

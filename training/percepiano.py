@@ -3,7 +3,10 @@
 Every segment is rendered with two piano sounds, each through its own drawn recording chain. The split is by
 `passage` (every player's take of the same music lands in the same split). Validation and test segments are
 rendered first with a sound no training segment uses (`HELD_OUT_SOUND`), so the held-out figures are on a
-sound the model never trained on. A finished rendering is kept, so re-running the command resumes.
+sound the model never trained on. Training segments are rendered a third time with the velocity-layered sampled
+piano where its samples are installed (`scripts/get_sounds.sh`): the one training sound whose dynamics the
+transcriber hears, so transcribed reports of training takes carry touch. A finished rendering is kept, so
+re-running the command resumes.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from llaqo_model.io import read_performance_midi
 from llaqo_model.model.descriptors import DESCRIPTOR_KEYS, answer_text, descriptor_question
 from llaqo_training.augment import apply_chain, draw_chain
 from llaqo_training.corpus import CorpusError
-from llaqo_training.render import piano_sounds, render_notes
+from llaqo_training.render import piano_sounds, render_notes, sampled_piano
 from llaqo_training.sources import split_of
 
 HELD_OUT_SOUND = "musescore_grand"  # distinct samples from every training sound; val/test only
@@ -56,8 +59,13 @@ def _seed(text: str) -> int:
     return int(hashlib.sha1(text.encode()).hexdigest()[:8], 16)
 
 
-def sounds_for(segment: str, split: str, sounds: list[tuple[str, Path, int]]) -> list[tuple[str, Path, int]]:
-    """The sounds one segment is rendered with: two training sounds, or the held-out sound first (val/test)."""
+def sounds_for(
+    segment: str, split: str, sounds: list[tuple[str, Path, int]], sampled: tuple[str, Path, int] | None = None
+) -> list[tuple[str, Path, int]]:
+    """The sounds one segment is rendered with: two training sounds, or the held-out sound first (val/test).
+    A training segment is also rendered with the velocity-layered `sampled` piano when it is installed."""
+    if split == "train" and sampled is not None:
+        return [*sounds_for(segment, split, sounds), sampled]
     train = [s for s in sounds if s[0] != HELD_OUT_SOUND]
     held = [s for s in sounds if s[0] == HELD_OUT_SOUND]
     start = _seed(segment) % len(train)
@@ -68,7 +76,7 @@ def sounds_for(segment: str, split: str, sounds: list[tuple[str, Path, int]]) ->
 
 
 def render_order(
-    rows: list[dict[str, Any]], sounds: list[tuple[str, Path, int]]
+    rows: list[dict[str, Any]], sounds: list[tuple[str, Path, int]], sampled: tuple[str, Path, int] | None = None
 ) -> list[tuple[dict[str, Any], tuple[str, Path, int]]]:
     """(segment, sound) pairs: every segment's first rendering before any second one, passages interleaved,
     so a partly finished import already covers every passage."""
@@ -76,7 +84,7 @@ def render_order(
     keyed = []
     for row in rows:
         nth = rank[row["passage"]] = rank.get(row["passage"], -1) + 1
-        for i, sound in enumerate(sounds_for(row["id"], passage_split(row["passage"]), sounds)):
+        for i, sound in enumerate(sounds_for(row["id"], passage_split(row["passage"]), sounds, sampled)):
             keyed.append(((i, nth, _seed(row["passage"])), row, sound))
     keyed.sort(key=lambda k: k[0])
     return [(row, sound) for _, row, sound in keyed]
@@ -117,9 +125,10 @@ def import_percepiano(root: str | Path, out: str | Path, limit: int | None = Non
     sounds = piano_sounds(skipped)
     if len(sounds) < SOUNDS_PER_SEGMENT:
         raise CorpusError(f"need at least {SOUNDS_PER_SEGMENT} piano sounds, found {len(sounds)}")
+    sampled = sampled_piano(skipped)
     summary = ImportSummary(skipped=skipped)
     entries = []
-    for row, sound in render_order(rows, sounds):
+    for row, sound in render_order(rows, sounds, sampled):
         split = passage_split(row["passage"])
         midi, score = root / row["performance_midi"], root / row["score"]
         descriptors = {k: float(row["labels"][k]) for k in DESCRIPTOR_KEYS if row.get("labels", {}).get(k) is not None}

@@ -17,6 +17,7 @@ import tinysoundfont
 
 from llaqo_model.analysis.report import Note, PedalInterval
 from llaqo_training.fluid import FluidSynthSynth, library
+from llaqo_training.sampler import SAMPLES_DIR, installed, render_sampled
 
 DEFAULT_SOUNDFONT = Path(pretty_midi.__file__).parent / "TimGM6mb.sf2"
 SYSTEM_SOUNDFONTS = (
@@ -49,6 +50,18 @@ PIANO_SOUNDS: tuple[tuple[str, tuple[Path, ...], int], ...] = (
     ),
     ("csound_grand", (SF2 / "sf_GMbank.sf2",), 0),
 )
+
+
+SAMPLED_SOUND = "salamander_grand"  # velocity-layered samples (`scripts/get_sounds.sh`), rendered by sampler.py
+
+
+def sampled_piano(skipped: list[str] | None = None) -> tuple[str, Path, int] | None:
+    """The velocity-layered sampled piano when its samples are installed (else noted in `skipped`)."""
+    if installed(SAMPLES_DIR):
+        return (SAMPLED_SOUND, SAMPLES_DIR, 0)
+    if skipped is not None:
+        skipped.append(f"piano sound {SAMPLED_SOUND}: no samples in {SAMPLES_DIR} (scripts/get_sounds.sh)")
+    return None
 
 
 def needs_fluidsynth(soundfont: Path) -> bool:
@@ -128,8 +141,11 @@ def render_notes(
     program: int = 0,
     tail_s: float = 1.0,
 ) -> np.ndarray:
-    """Play notes (and sustain pedal) through a SoundFont piano; returns mono float32."""
+    """Play notes (and sustain pedal) through a SoundFont piano, or the sampled piano when `soundfont` is
+    its folder of samples; returns mono float32."""
     soundfont = Path(soundfont)
+    if soundfont.is_dir():
+        return render_sampled(notes, pedal or [], sample_rate, soundfont, tail_s)
     if not soundfont.is_file():
         raise FileNotFoundError(f"soundfont not found: {soundfont}")
     synth = _synth(soundfont, sample_rate)
