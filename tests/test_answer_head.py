@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from llaqo_model.analysis.report import Bar, Issue, IssueKind, Note, PerformanceReport
-from llaqo_model.model.answer_head import AnswerHeadConfig
+from llaqo_model.model.answer_head import AnswerHeadConfig, head_answer
 from llaqo_model.model.assess import Assessor
 from llaqo_model.model.checkpoint import from_pretrained, save_pretrained
 from llaqo_model.model.llaqo import LlaqoModel, tiny_config
@@ -50,6 +50,27 @@ def test_a_rating_that_follows_the_analysis_is_recovered_and_lost_when_the_analy
     # every question has a distribution over its own options only; an unlabelled one answers something valid
     preds = head_predictions(head, new)
     assert abs(sum(preds[0][OVERALL].probs.values()) - 1) < 1e-5 and preds[0][OVERALL].answer in "123456"
+
+
+def test_a_rating_is_the_middle_of_a_broad_distribution_not_its_most_likely_end() -> None:
+    broad = {"1": 0.05, "2": 0.1, "3": 0.15, "4": 0.2, "5": 0.15, "6": 0.35}
+    assert head_answer(rating("evenness"), broad) == "4"  # half the probability lies at 4 or below
+    assert head_answer(TECHNIQUE, {"scales": 0.3, "octaves": 0.45, "trills": 0.25}) == "octaves"
+
+
+def test_ratings_follow_the_input_when_many_takes_are_rated_6_whatever_was_played() -> None:
+    """Labels skewed like the corpus's: 30 % of takes get a 6 whatever the input, the others follow it. The
+    answers still follow the input rather than sitting on 6 (answering the most likely level: 6 on 73 % of the
+    new takes, correlation -0.76)."""
+    rng = np.random.default_rng(3)
+    table = table_where_pitch_accuracy_follows_wrong_notes(500, 4)
+    q = rating("pitch_accuracy")
+    table.answers[q] = np.where(rng.random(500) < 0.3, 5, table.answers[q])
+    head, _ = fit_answer_head(table, AnswerHeadConfig())
+    new = table_where_pitch_accuracy_follows_wrong_notes(200, 5)
+    answered = np.array([int(p[q].answer) for p in head_predictions(head, new)])
+    assert np.mean(answered == 6) < 0.6  # 0.46; truly 6 without the noise: 0.17
+    assert np.corrcoef(answered, new.inputs[:, WRONG_RATE])[0, 1] < -0.8  # -0.88
 
 
 def test_labels_become_option_indices_and_missing_labels_are_skipped() -> None:

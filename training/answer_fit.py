@@ -18,7 +18,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GroupKFold
 
 from llaqo_model.io import torch_threads
-from llaqo_model.model.answer_head import ABSENT_ANSWER_LOGIT, AnswerHead, AnswerHeadConfig, head_questions
+from llaqo_model.model.answer_head import ABSENT_ANSWER_LOGIT, AnswerHead, AnswerHeadConfig, head_questions, is_ordered
 from llaqo_model.model.frontend import FrontendConfig
 from llaqo_model.model.prompts import AnswerKind, QuestionType, options_for
 from llaqo_model.model.take_features import INPUT_WIDTH, select_streams
@@ -201,7 +201,7 @@ def _fit_answer_head(table: AnswerTable, config: AnswerHeadConfig) -> tuple[Answ
         if len(seen) == 1:
             layer.bias[seen[0]] = 0.0
             continue
-        if q.kind != AnswerKind.TECHNIQUE:
+        if is_ordered(q):
             w, b, penalty = fit_ordinal(z[have], y[have], layer.out_features, groups[have])
             k = torch.arange(layer.out_features, dtype=torch.float32)
             layer.weight.copy_(k[:, None] * torch.from_numpy(w).float()[None, :])

@@ -18,7 +18,7 @@ from scipy.stats import spearmanr
 from sklearn.metrics import r2_score
 
 from llaqo_model.analysis.report import RUBRIC_KEYS, TECHNIQUES, PerformanceReport
-from llaqo_model.model.answer_head import AnswerHead, AnswerHeadConfig
+from llaqo_model.model.answer_head import AnswerHead, AnswerHeadConfig, head_answer
 from llaqo_model.model.checkpoint import from_pretrained
 from llaqo_model.model.llaqo import Choice, LlaqoModel
 from llaqo_model.model.prompts import (
@@ -196,7 +196,7 @@ def head_predictions(
     for name in shuffle:
         if name in slices:
             x[:, slices[name]] = x[order][:, slices[name]]
-    return [{q: Choice.most_likely(p) for q, p in take.items()} for take in head.answer_probs(x)]
+    return [{q: Choice(head_answer(q, p), p) for q, p in take.items()} for take in head.answer_probs(x)]
 
 
 def head_figures(

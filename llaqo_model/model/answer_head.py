@@ -6,7 +6,8 @@ score-aligned performance, the rate of each kind of stated issue, the figures th
 standardised with the training set's mean and spread (buffers, saved with the weights). One linear layer per
 question scores each allowed answer; a softmax over them is the answer's distribution (a multinomial logistic
 regression per question, fitted with each question of each take weighing the same). The model answers these
-questions from this head when it has one, in `assess` and `ask` alike, so both give the same number.
+questions from this head when it has one, in `assess` and `ask` alike, so both give the same number: for an
+ordered answer (a rating, overall, difficulty) the median of its distribution, for technique the most likely.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
-from llaqo_model.model.prompts import QuestionType, canonical_questions, options_for
+from llaqo_model.model.prompts import AnswerKind, QuestionType, canonical_questions, options_for
 from llaqo_model.model.take_features import STREAMS
 
 ABSENT_ANSWER_LOGIT = -30.0  # an answer never seen in training is never chosen (probability ~1e-13)
@@ -36,6 +37,28 @@ class AnswerHeadConfig:
 def head_questions() -> list[QuestionType]:
     """The constrained questions the head answers: every field of an assessment."""
     return list(canonical_questions())
+
+
+def is_ordered(qtype: QuestionType) -> bool:
+    """Whether the question's options are levels of one scale (every constrained answer but technique)."""
+    return qtype.kind != AnswerKind.TECHNIQUE
+
+
+def head_answer(qtype: QuestionType, probs: dict[str, float]) -> str:
+    """The head's answer from its distribution (options in the scale's order for ordered questions).
+
+    An ordered answer is the distribution's median — the level that minimises the expected distance to the
+    truth; the most likely level of a broad distribution over skewed labels sits at the scale's end (with it,
+    nine of the twelve ratings got one value on most validation takes). Technique is the most likely option.
+    """
+    if not is_ordered(qtype):
+        return max(probs, key=probs.get)
+    cumulative = 0.0
+    for option, p in probs.items():
+        cumulative += p
+        if cumulative >= 0.5:
+            return option
+    return next(reversed(probs))
 
 
 class AnswerHead(nn.Module):

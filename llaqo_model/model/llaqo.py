@@ -17,7 +17,7 @@ import torch.nn as nn
 from transformers import PreTrainedTokenizerFast
 
 from llaqo_model.analysis.report import PerformanceReport
-from llaqo_model.model.answer_head import AnswerHead, AnswerHeadConfig
+from llaqo_model.model.answer_head import AnswerHead, AnswerHeadConfig, head_answer
 from llaqo_model.model.descriptor_head import DescriptorConfig, DescriptorHead
 from llaqo_model.model.descriptors import DESCRIPTOR_KEYS
 from llaqo_model.model.encoder import EncoderConfig, build_encoder
@@ -252,7 +252,7 @@ class LlaqoModel(nn.Module):
         if self.answer_head is None:
             return [{} for _ in features]
         probs = self.answer_head.answer_probs(self._head_input(features, self.answer_head.config.streams))
-        return [{q: Choice.most_likely(p) for q, p in take.items()} for take in probs]
+        return [{q: Choice(head_answer(q, p), p) for q, p in take.items()} for take in probs]
 
     # --- prompt assembly ---------------------------------------------------------------------------
 
