@@ -49,7 +49,7 @@ def head_answer(qtype: QuestionType, probs: dict[str, float]) -> str:
 
     An ordered answer is the distribution's median — the level that minimises the expected distance to the
     truth; the most likely level of a broad distribution over skewed labels sits at the scale's end (with it,
-    nine of the twelve ratings got one value on most validation takes). Technique is the most likely option.
+    nine of the twelve ratings got one value on most held-out takes). Technique is the most likely option.
     """
     if not is_ordered(qtype):
         return max(probs, key=probs.get)
