@@ -1,13 +1,13 @@
 """A sampled piano whose timbre follows velocity: recorded notes at several strengths (Salamander Grand Piano
 V3 layers, fetched by `scripts/get_sounds.sh`), mixed between the two layers nearest each note's velocity.
 
-The SoundFont pianos the corpus also uses play one sample set louder or softer, and the transcriber, which
-learnt dynamics from a real piano's timbre, hears almost none of the velocity in them: after the recording
-chain's gain, the mean velocity read back follows the MIDI with r 0.35 on FluidR3 and r 0.89 on these samples
-(14 PercePiano training segments). With the gain curve below, the spread of the velocities read back is 0.93 of
-the MIDI's (7 segments; MuseScore General, the held-out sound: 0.93; without the curve it was 0.69 on 32
-takes, and followed the MIDI's spread with a slope of 0.22 against MuseScore General's 0.53). Takes rendered here teach the model how transcribed dynamics relate to what
-was played.
+The SoundFont pianos the corpus also uses play one sample set louder or softer, and the transcriber, which learnt
+dynamics from a real piano's timbre, hears almost none of the velocity in them: after the recording chain's gain,
+the mean velocity read back follows the MIDI with r 0.35 on FluidR3 and r 0.89 on these samples (14 PercePiano
+training segments). With the gain curve below, the spread of the velocities read back is 0.93 of the MIDI's (7
+segments; MuseScore General, the held-out sound: 0.93; without the curve it was 0.69 on 32 takes, and followed the
+MIDI's spread with a slope of 0.22 against MuseScore General's 0.53). Takes rendered here teach the model how
+transcribed dynamics relate to what was played.
 """
 
 from __future__ import annotations
