@@ -128,13 +128,14 @@ def score_predictions(
     baselines: Baselines,
     free: list[dict[QuestionType, str]] | None = None,
 ) -> dict[str, Any]:
-    """Metrics of the model beside answering the training mode/median/majority, and beside chance."""
-    truth, argmax, expected = [], [], []
+    """Metrics of the model beside answering the training mode/median/majority, and beside chance. A rating
+    "answered" is the one the model states: the LM's most likely option, or the answer head's median."""
+    truth, answers, expected = [], [], []
     mode, median = [], []
     for take, pred in zip(takes, preds, strict=True):
         for key in RUBRIC_KEYS:
             truth.append(int(take.labels["ratings"][key]))
-            argmax.append(int(pred[rating(key)].answer))
+            answers.append(int(pred[rating(key)].answer))
             expected.append(pred[rating(key)].expected())
             mode.append(baselines.mode[key])
             median.append(baselines.median[key])
@@ -151,9 +152,9 @@ def score_predictions(
     answered = {key: Counter(int(p[rating(key)].answer) for p in preds) for key in RUBRIC_KEYS}
     return {
         "takes": len(takes),
-        "rating_accuracy": round(sum(a == t for a, t in zip(argmax, truth, strict=True)) / n, 4),
-        "rating_within_1": round(within_one(argmax, truth), 4),
-        "rating_mae_argmax": round(float(np.mean(np.abs(np.subtract(argmax, truth)))), 4),
+        "rating_accuracy": round(sum(a == t for a, t in zip(answers, truth, strict=True)) / n, 4),
+        "rating_within_1": round(within_one(answers, truth), 4),
+        "rating_mae_answered": round(float(np.mean(np.abs(np.subtract(answers, truth)))), 4),
         "rating_mae_expected": round(float(np.mean(np.abs(np.subtract(expected, truth)))), 4),
         "baseline_mode_rating_accuracy": round(sum(a == t for a, t in zip(mode, truth, strict=True)) / n, 4),
         "baseline_mode_rating_mae": round(float(np.mean(np.abs(np.subtract(mode, truth)))), 4),
