@@ -12,6 +12,7 @@ from dataclasses import replace
 import numpy as np
 
 from llaqo_model.analysis.align import TRILL_MIN_NOTES, Alignment
+from llaqo_model.analysis.faint import FaintStrike, faint_strikes
 from llaqo_model.analysis.report import (
     DEFAULT_MIN_CONFIDENCE,
     NOTE_ERROR_KINDS,
@@ -135,7 +136,8 @@ def build_bars(
     evidence: OnsetEvidence | None = None,
 ) -> list[Bar]:
     """Per-bar figures and teacher-style issues (`score_measures` sums them up for the take). With the
-    transcriber's `evidence`, every wrong, missed and extra note gets a confidence from the audio;
+    transcriber's `evidence`, keys it heard struck under its threshold that nothing explains are extra-note
+    candidates too (`faint.py`), and every wrong, missed and extra note gets a confidence from the audio;
     without it (notes from MIDI, which is what was played) they are certain."""
     na = score.note_array
     tmap = alignment.time_map
@@ -146,6 +148,11 @@ def build_bars(
     take_end = float((na["onset_beat"] + na["duration_beat"])[in_take].max())
     rows = [r for r in score.bars if r["end_beat"] > take_start and r["start_beat"] < take_end]
     matched = {s: p for s, p in alignment.matched}
+    faint: list[tuple[FaintStrike, int | None]] = []
+    if evidence is not None:
+        written = list(zip(na["pitch"][in_take].tolist(), tmap(na["onset_beat"][in_take]).tolist(), strict=True))
+        strikes = faint_strikes(evidence, notes, written)
+        faint = list(zip(strikes, chord_bars(alignment, notes, [s.time_s for s in strikes]), strict=True))
     bars: list[Bar] = []
     for r in rows:
         start_s, end_s = (float(t) for t in tmap(np.array([r["start_beat"], r["end_beat"]])))
@@ -158,6 +165,7 @@ def build_bars(
         if end_s - start_s > MIN_BAR_S and len(pairs) >= 2:
             bar.tempo_bpm = round(float(60 * (r["end_beat"] - r["start_beat"]) / (end_s - start_s)), 1)
         _note_errors(bar, r, score, alignment, notes, pedal, heard=evidence is not None)
+        _faint_extras(bar, faint, score)
         if evidence is not None:
             verify_issues(bar.issues, evidence, notes)
         _mark_unclear(bar, notes)
@@ -256,19 +264,42 @@ def _note_errors(
 def extra_note_bars(alignment: Alignment, notes: list[Note]) -> dict[int, int]:
     """Extra notes struck with a played chord → that chord's bar (a key beside a downbeat chord, heard a
     few ms early, is still in the chord's bar). Extra notes struck alone go by their time."""
-    if not alignment.matched or not alignment.extra:
-        return {}
+    bars = chord_bars(alignment, notes, [notes[p].onset for p in alignment.extra])
+    return {p: bar for p, bar in zip(alignment.extra, bars, strict=True) if bar is not None}
+
+
+def chord_bars(alignment: Alignment, notes: list[Note], times: list[float]) -> list[int | None]:
+    """For each time, the bar of the written note played nearest it within `CHORD_WINDOW_S` (the chord
+    it was struck with), or None when it was struck alone."""
+    if not alignment.matched:
+        return [None] * len(times)
     na = alignment.score.note_array
     order = sorted(alignment.matched, key=lambda sp: notes[sp[1]].onset)
     onsets = np.array([notes[p].onset for _, p in order])
-    bars: dict[int, int] = {}
-    for p in alignment.extra:
-        k = int(np.searchsorted(onsets, notes[p].onset))
-        near = [j for j in (k - 1, k) if 0 <= j < len(onsets) and abs(onsets[j] - notes[p].onset) <= CHORD_WINDOW_S]
-        if near:
-            nearest = min(near, key=lambda j: abs(onsets[j] - notes[p].onset))
-            bars[p] = int(na["bar"][order[nearest][0]])
+    bars: list[int | None] = []
+    for t in times:
+        k = int(np.searchsorted(onsets, t))
+        near = [j for j in (k - 1, k) if 0 <= j < len(onsets) and abs(onsets[j] - t) <= CHORD_WINDOW_S]
+        nearest = min(near, key=lambda j: abs(onsets[j] - t)) if near else None
+        bars.append(None if nearest is None else int(na["bar"][order[nearest][0]]))
     return bars
+
+
+def _faint_extras(bar: Bar, faint: list[tuple[FaintStrike, int | None]], score: Score) -> None:
+    """The keys heard struck under the transcriber's threshold (with the bar of the chord they came with)
+    that fall in this bar, as extra-note candidates; the audio check weighs them (`verify.issue_features`)."""
+    for strike, chord_bar in faint:
+        in_bar = chord_bar == bar.bar if chord_bar is not None else bar.start_s <= strike.time_s < bar.end_s
+        if in_bar:
+            bar.issues.append(
+                Issue(
+                    kind=IssueKind.EXTRA_NOTE,
+                    detail=f"bar {bar.bar}: an extra {pitch_name(strike.pitch, score.key_fifths)} sounded softly "
+                    "(a key brushed)",
+                    time_s=strike.time_s,
+                    pitch=strike.pitch,
+                )
+            )
 
 
 def _still_sounding(pitch: int, time_s: float, notes: list[Note], pedal: list[PedalInterval]) -> bool:

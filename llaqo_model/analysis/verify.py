@@ -34,17 +34,18 @@ EVIDENCE_CLIP = 12.0  # scores beyond ±12 are all "certainly struck / certainly
 NEIGHBOUR_WINDOW_S = 1.0  # the notes an extra note is compared with for loudness
 # The direction each feature of `issue_features` may push the confidence (the fit keeps these signs): a missed
 # note is less likely the more its key was heard; a wrong note more likely the more the played key and the
-# less the written key were heard; an extra note more likely the clearer and the louder it was struck.
+# less the written key were heard; an extra note more likely the clearer and the louder it was struck, and a
+# key heard only under the transcriber's threshold (`faint.py`) less likely, the less so the higher its peak.
 SIGNS: dict[IssueKind, tuple[int, ...]] = {
     IssueKind.MISSED_NOTE: (-1, -1),
     IssueKind.WRONG_NOTE: (-1, 1),
-    IssueKind.EXTRA_NOTE: (1, 1),
+    IssueKind.EXTRA_NOTE: (1, 1, -1, 1),
 }
 # Logistic weights (bias, then one per feature of `issue_features`), fitted by bench_analysis.py --fit.
 WEIGHTS: dict[IssueKind, tuple[float, ...]] = {
     IssueKind.MISSED_NOTE: (-0.397, -0.357, 0.0),
     IssueKind.WRONG_NOTE: (-2.754, 0.0, 2.024),
-    IssueKind.EXTRA_NOTE: (3.795, 0.0, 0.0),
+    IssueKind.EXTRA_NOTE: (3.795, 0.0, 0.0, 0.0, 0.0),
 }
 
 
@@ -59,7 +60,10 @@ def issue_features(issue: Issue, evidence: OnsetEvidence, notes: list[Note]) -> 
       0 = not heard at all, 1 = at the threshold) when the key lies between keys heard struck there: an inner
       voice of a chord whose other tones sounded is masked by them, so a faint peak means more there;
     * wrong: the written key's evidence there, and the played key's at its onset;
-    * extra: the played key's evidence at its onset, and log2 of its velocity over its neighbours' median.
+    * extra, transcribed: the played key's evidence at its onset, log2 of its velocity over its neighbours'
+      median, then 0, 0;
+    * extra, heard only under the transcriber's threshold (no note of its own, `faint.py`): 0, 0, then 1 and
+      the peak's score (from `faint.FAINT_FLOOR` to 0).
     """
     if issue.kind == IssueKind.MISSED_NOTE and issue.expected_pitch is not None:
         heard = _clip(evidence.at(issue.expected_pitch, issue.time_s, EXPECTED_REACH_S))
@@ -70,11 +74,13 @@ def issue_features(issue: Issue, evidence: OnsetEvidence, notes: list[Note]) -> 
         against = evidence.at(issue.expected_pitch, issue.time_s, EXPECTED_REACH_S)
         return _clip(against), _clip(evidence.at(issue.pitch, issue.time_s, OWN_REACH_S))
     if issue.kind == IssueKind.EXTRA_NOTE and issue.pitch is not None:
+        heard = _clip(evidence.at(issue.pitch, issue.time_s, OWN_REACH_S))
         own = next((n for n in notes if n.pitch == issue.pitch and abs(n.onset - issue.time_s) < 1e-3), None)
+        if own is None:
+            return 0.0, 0.0, 1.0, min(heard, 0.0)
         nearby = [n.velocity for n in notes if abs(n.onset - issue.time_s) < NEIGHBOUR_WINDOW_S and n is not own]
-        velocity = own.velocity if own is not None else 1
-        loudness = math.log2(velocity / float(np.median(nearby))) if nearby else 0.0
-        return _clip(evidence.at(issue.pitch, issue.time_s, OWN_REACH_S)), float(np.clip(loudness, -3, 3))
+        loudness = math.log2(own.velocity / float(np.median(nearby))) if nearby else 0.0
+        return heard, float(np.clip(loudness, -3, 3)), 0.0, 0.0
     return None
 
 

@@ -1,0 +1,80 @@
+"""Keys struck too softly for the transcriber to output a note, found in its own onset evidence.
+
+A key brushed by the finger that strikes its neighbour, or struck very softly, often scores just under
+Transkun's decision threshold (0) in `OnsetEvidence`: no note is transcribed, yet the evidence shows a clear
+peak at that key and moment. As in score-informed transcription for tutoring (a transcription read against
+what the score and the other heard notes explain: Benetos et al. 2012, Ewert et al. 2016), such a peak is a
+candidate extra key only where nothing else explains it:
+
+* it comes with a heard strike of a neighbouring key (one or two semitones away, within 50 ms): a brushed
+  key sounds with the key the finger meant (a peak an octave or a fifth from every key struck is the
+  transcriber hearing a key whose partials those keys share);
+* its key is not written there (a written note heard under the threshold is the missed-note check's case);
+* its key was not struck in the 0.4 s before, nor is it still sounding: the key's own note re-heard as it
+  decays or is released;
+* it is not a partial of a note struck with it (an octave, a twelfth or a double octave above);
+* it stands above `FAINT_FLOOR`, over the bleed a struck key leaves on its semitone neighbours: rendered
+  chorales (two SoundFonts, room reverberation) show that bleed at -4.3 at most, brushed keys at -3.7 to 0.
+
+The verification (`verify.issue_features`) gives these candidates features of their own (the peak's score),
+so the confidence model weighs them apart from transcribed extra notes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.ndimage import maximum_filter1d
+
+from llaqo_model.analysis.report import Note
+from llaqo_model.analysis.transcribe import LOWEST_KEY, OnsetEvidence
+
+FAINT_FLOOR = -4.0  # scores under this are background: a key not struck scores -5 to -11, a neighbour's bleed -4.3
+PEAK_FRAMES = 2  # a peak is the highest score of its key within two frames (46 ms) either side
+WITH_STRIKE_S = 0.05  # a brushed key sounds within 50 ms of the strike that brushed it
+WRITTEN_REACH_S = 0.15  # a written key this close in time is a soft written note, not an extra one
+OWN_NOTE_S = 0.4  # the key struck this shortly before is its own note re-heard (decay, release)
+BRUSH_SEMITONES = 2  # a finger brushes a neighbouring key: one or two semitones from the key it strikes
+PARTIALS = (12, 19, 24)  # 2nd, 3rd, 4th partials of a struck note: an octave, a twelfth, a double octave above
+
+
+@dataclass(frozen=True)
+class FaintStrike:
+    """A key heard struck under the transcriber's threshold: MIDI pitch, time (s) and its onset score."""
+
+    pitch: int
+    time_s: float
+    score: float
+
+
+def faint_strikes(evidence: OnsetEvidence, notes: list[Note], written: list[tuple[int, float]]) -> list[FaintStrike]:
+    """The sub-threshold peaks in `evidence` that no transcribed note in `notes` and no written note
+    (`written`: pitch and expected time of each score note in the take) explains, in time order."""
+    scores = evidence.scores
+    if not notes or len(scores) == 0:
+        return []
+    highest = maximum_filter1d(scores, size=2 * PEAK_FRAMES + 1, axis=0, mode="nearest")
+    frames, keys = np.nonzero((scores >= highest) & (scores > FAINT_FLOOR))
+    found: list[FaintStrike] = []
+    for f, k in sorted(zip(frames.tolist(), keys.tolist(), strict=True), key=lambda fk: -scores[fk]):
+        strike = FaintStrike(k + LOWEST_KEY, round(evidence.start_s + f * evidence.frame_s, 3), float(scores[f, k]))
+        same_peak = any(
+            s.pitch == strike.pitch and abs(s.time_s - strike.time_s) <= PEAK_FRAMES * evidence.frame_s for s in found
+        )
+        if not same_peak and _unexplained(strike, notes, written):
+            found.append(strike)
+    return sorted(found, key=lambda s: (s.time_s, s.pitch))
+
+
+def _unexplained(strike: FaintStrike, notes: list[Note], written: list[tuple[int, float]]) -> bool:
+    """Whether no heard or written note accounts for the peak (the rules in the module docstring)."""
+    pitch, t = strike.pitch, strike.time_s
+    struck = [n for n in notes if abs(n.onset - t) <= WITH_STRIKE_S]
+    beside = any(0 < abs(n.pitch - pitch) <= BRUSH_SEMITONES for n in struck)
+    partial = any(pitch - n.pitch in PARTIALS for n in struck)
+    is_written = any(p == pitch and abs(w - t) <= WRITTEN_REACH_S for p, w in written)
+    own_note = any(
+        n.pitch == pitch and (t - OWN_NOTE_S <= n.onset <= t + WITH_STRIKE_S or n.onset <= t <= n.offset) for n in notes
+    )
+    return beside and not (partial or is_written or own_note)
