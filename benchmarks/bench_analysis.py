@@ -23,6 +23,7 @@ evidence, cached under --cache), and analyse them against the matching bars of t
 * transcription onset F1 per sound; real-time factor of a 40 s take; peak memory of `llaqo analyze`.
 
 `--fit` refits the confidence model's weights (`verify.WEIGHTS`) on the tuning pieces and prints them;
+`--without-faint` is the ablation without the candidates from keys heard under the transcriber's threshold;
 `--explain` lists every false flag the analysis adds on a clean take, with its evidence, to find its cause.
 
     python benchmarks/bench_analysis.py --pieces 10 --held-out 5
@@ -575,7 +576,14 @@ def main() -> int:
     parser.add_argument(
         "--transcribe-only", action="store_true", help="fill the cache and stop (no figures: held-out stays unseen)"
     )
+    parser.add_argument(
+        "--without-faint",
+        action="store_true",
+        help="ablation: no extra-note candidates from keys heard under the transcriber's threshold (faint.py)",
+    )
     args = parser.parse_args()
+    if args.without_faint:
+        metrics.faint_strikes = lambda *_: []
     if not (args.asap / "metadata.csv").is_file():
         print(f"ASAP not found at {args.asap}; nothing to measure", file=sys.stderr)
         return 1

@@ -13,8 +13,10 @@ candidate extra key only where nothing else explains it:
 * its key was not struck in the 0.4 s before, nor is it still sounding: the key's own note re-heard as it
   decays or is released;
 * it is not a partial of a note struck with it (an octave, a twelfth or a double octave above);
-* it stands above `FAINT_FLOOR`, over the bleed a struck key leaves on its semitone neighbours: rendered
-  chorales (two SoundFonts, room reverberation) show that bleed at -4.3 at most, brushed keys at -3.7 to 0.
+* it is not a semitone neighbour's bleed: it stands above `FAINT_FLOOR`, over the bleed a struck key leaves on
+  its neighbours (rendered chorales, three SoundFonts, room reverberation: at most -4.3 from C3 up; brushed keys
+  -3.7 to 0), and it lies at C3 or above: lower, a semitone (under 8 Hz) is narrower than the transcriber's
+  spectral bins (10.8 Hz: a 4096-sample window at 44.1 kHz), and a struck bass key's bleed reached -2.1.
 
 The verification (`verify.issue_features`) gives these candidates features of their own (the peak's score),
 so the confidence model weighs them apart from transcribed extra notes.
@@ -25,7 +27,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.ndimage import maximum_filter1d
 
 from llaqo_model.analysis.report import Note
 from llaqo_model.analysis.transcribe import LOWEST_KEY, OnsetEvidence
@@ -35,6 +36,7 @@ PEAK_FRAMES = 2  # a peak is the highest score of its key within two frames (46 
 WITH_STRIKE_S = 0.05  # a brushed key sounds within 50 ms of the strike that brushed it
 WRITTEN_REACH_S = 0.15  # a written key this close in time is a soft written note, not an extra one
 OWN_NOTE_S = 0.4  # the key struck this shortly before is its own note re-heard (decay, release)
+LOWEST_BRUSHED = 48  # C3: below it a struck key's evidence spreads onto its neighbours (see the module docstring)
 BRUSH_SEMITONES = 2  # a finger brushes a neighbouring key: one or two semitones from the key it strikes
 PARTIALS = (12, 19, 24)  # 2nd, 3rd, 4th partials of a struck note: an octave, a twelfth, a double octave above
 
@@ -54,7 +56,8 @@ def faint_strikes(evidence: OnsetEvidence, notes: list[Note], written: list[tupl
     scores = evidence.scores
     if not notes or len(scores) == 0:
         return []
-    highest = maximum_filter1d(scores, size=2 * PEAK_FRAMES + 1, axis=0, mode="nearest")
+    padded = np.pad(scores, ((PEAK_FRAMES, PEAK_FRAMES), (0, 0)), mode="edge")
+    highest = np.lib.stride_tricks.sliding_window_view(padded, 2 * PEAK_FRAMES + 1, axis=0).max(axis=-1)
     frames, keys = np.nonzero((scores >= highest) & (scores > FAINT_FLOOR))
     found: list[FaintStrike] = []
     for f, k in sorted(zip(frames.tolist(), keys.tolist(), strict=True), key=lambda fk: -scores[fk]):
@@ -70,6 +73,8 @@ def faint_strikes(evidence: OnsetEvidence, notes: list[Note], written: list[tupl
 def _unexplained(strike: FaintStrike, notes: list[Note], written: list[tuple[int, float]]) -> bool:
     """Whether no heard or written note accounts for the peak (the rules in the module docstring)."""
     pitch, t = strike.pitch, strike.time_s
+    if pitch < LOWEST_BRUSHED:
+        return False
     struck = [n for n in notes if abs(n.onset - t) <= WITH_STRIKE_S]
     beside = any(0 < abs(n.pitch - pitch) <= BRUSH_SEMITONES for n in struck)
     partial = any(pitch - n.pitch in PARTIALS for n in struck)
