@@ -23,7 +23,8 @@ evidence, cached under --cache), and analyse them against the matching bars of t
 * transcription onset F1 per sound; real-time factor of a 40 s take; peak memory of `llaqo analyze`.
 
 `--fit` refits the confidence model's weights (`verify.WEIGHTS`) on the tuning pieces and prints them;
-`--without-faint` is the ablation without the candidates from keys heard under the transcriber's threshold;
+`--faint` also makes extra-note candidates of keys heard under the transcriber's threshold (`faint.py`, off in
+`llaqo analyze`); use it with `--fit`, since those candidates have weights of their own;
 `--explain` lists every false flag the analysis adds on a clean take, with its evidence, to find its cause.
 
     python benchmarks/bench_analysis.py --pieces 10 --held-out 5
@@ -293,11 +294,13 @@ def transcribed(
     return heard, len(audio) / RATE, spent
 
 
+faint_keys = False  # whether `analyse` makes candidates of keys heard under the threshold (set by --faint)
+
+
 def analyse(take: RenderedTake) -> PerformanceReport:
     """The report of the take as `llaqo analyze` makes it (audio evidence, default confidence)."""
-    return report_from_notes(
-        take.heard.notes, take.heard.pedal, take.seconds, take.label, take.score, take.heard.evidence
-    )
+    heard = take.heard
+    return report_from_notes(heard.notes, heard.pedal, take.seconds, take.label, take.score, heard.evidence, faint_keys)
 
 
 def sounded(played: list[Note]) -> list[Note]:
@@ -577,13 +580,13 @@ def main() -> int:
         "--transcribe-only", action="store_true", help="fill the cache and stop (no figures: held-out stays unseen)"
     )
     parser.add_argument(
-        "--without-faint",
+        "--faint",
         action="store_true",
-        help="ablation: no extra-note candidates from keys heard under the transcriber's threshold (faint.py)",
+        help="extra-note candidates from keys heard under the transcriber's threshold too (faint.py)",
     )
     args = parser.parse_args()
-    if args.without_faint:
-        metrics.faint_strikes = lambda *_: []
+    global faint_keys
+    faint_keys = args.faint
     if not (args.asap / "metadata.csv").is_file():
         print(f"ASAP not found at {args.asap}; nothing to measure", file=sys.stderr)
         return 1

@@ -70,4 +70,4 @@ def test_a_full_strength_extra_key_outranks_a_brushed_one_and_a_clearer_brush_a_
     struck = confidence(issue.kind, issue_features(issue, _evidence({(62, CHORD_S): 5.0}), full))
     clear = confidence(issue.kind, issue_features(issue, _evidence({(62, CHORD_S): -0.5}), _chord()))
     faint = confidence(issue.kind, issue_features(issue, _evidence({(62, CHORD_S): -3.5}), _chord()))
-    assert 1.0 >= struck > clear >= faint >= 0.0
+    assert 1.0 >= struck > clear > faint >= 0.0

@@ -134,11 +134,12 @@ def build_bars(
     notes: list[Note],
     pedal: list[PedalInterval],
     evidence: OnsetEvidence | None = None,
+    faint_keys: bool = False,
 ) -> list[Bar]:
     """Per-bar figures and teacher-style issues (`score_measures` sums them up for the take). With the
-    transcriber's `evidence`, keys it heard struck under its threshold that nothing explains are extra-note
-    candidates too (`faint.py`), and every wrong, missed and extra note gets a confidence from the audio;
-    without it (notes from MIDI, which is what was played) they are certain."""
+    transcriber's `evidence`, every wrong, missed and extra note gets a confidence from the audio, and with
+    `faint_keys` the keys it heard struck under its threshold that nothing explains are extra-note candidates
+    too (`faint.py`); without evidence (notes from MIDI, which is what was played) they are certain."""
     na = score.note_array
     tmap = alignment.time_map
     if tmap is None or alignment.in_take is None or not alignment.in_take.any():
@@ -149,7 +150,7 @@ def build_bars(
     rows = [r for r in score.bars if r["end_beat"] > take_start and r["start_beat"] < take_end]
     matched = {s: p for s, p in alignment.matched}
     faint: list[tuple[FaintStrike, int | None]] = []
-    if evidence is not None:
+    if evidence is not None and faint_keys:
         written = list(zip(na["pitch"][in_take].tolist(), tmap(na["onset_beat"][in_take]).tolist(), strict=True))
         strikes = faint_strikes(evidence, notes, written)
         faint = list(zip(strikes, chord_bars(alignment, notes, [s.time_s for s in strikes]), strict=True))
