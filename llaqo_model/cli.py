@@ -159,6 +159,10 @@ def summary_text(report: PerformanceReport, assessment: Assessment | None = None
             f"score coverage {100 * a.coverage:.0f}%: {a.matched} matched, "
             f"{a.wrong} wrong, {a.missed} missed, {a.extra} extra"
         )
+    m = report.measures
+    if m.tempo_bpm is not None:
+        marked = f" (the score marks {m.written_tempo_bpm:.0f})" if m.written_tempo_bpm else ""
+        lines.append(f"tempo about {m.tempo_bpm:.0f} beats a minute{marked}")
     lines += [f"note: {warning}" for warning in report.warnings]
     lines += [f"  {issue.detail}" for _, issue in report.stated_issues()]
     if assessment is not None:

@@ -152,6 +152,8 @@ def render_html(report: PerformanceReport, assessment: Assessment | None = None)
             f"</p><table>{ratings}<tr><td>overall</td><td>{assessment.overall}</td></tr></table>"
         )
     tempo = [((b.start_s + b.end_s) / 2, b.tempo_bpm) for b in report.bars if b.tempo_bpm is not None]
+    written = report.measures.written_tempo_bpm
+    marked = f'<p class="muted">The score marks {written:.0f} beats a minute.</p>' if written else ""
     velocity = [(n.onset, float(n.velocity)) for n in report.notes]
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>LLaQo — {title}</title>
 <style>{STYLE}</style></head><body>
@@ -161,7 +163,7 @@ def render_html(report: PerformanceReport, assessment: Assessment | None = None)
 <span style="color:#d62728">■ wrong / □ missed</span><span style="color:#ff7f0e">■ extra</span>
 <span style="color:#2ca02c">▬ pedal</span><span style="background:#fde0e0">bars with comments</span></div>
 {piano_roll(report)}
-<h2>Tempo per bar</h2>{curve(report, tempo, "tempo (bpm) per bar")}
+<h2>Tempo per bar</h2>{marked}{curve(report, tempo, "tempo (bpm) per bar")}
 <h2>Velocity</h2>{curve(report, velocity, "note velocity (1–127)", dots=True)}
 <h2>Bar by bar</h2>{bar_table(report) if report.bars else '<p class="muted">No score given: no bar table.</p>'}
 </body></html>"""

@@ -224,6 +224,7 @@ def head_figures(
         "baseline_statistics_logistic": head_predictions(statistics_head, test),
         "ablation_audio_shuffled": head_predictions(model.answer_head, test, ("audio",)),
         "ablation_analysis_shuffled": head_predictions(model.answer_head, test, analysis),
+        "ablation_tempo_shuffled": head_predictions(model.answer_head, test, ("tempo",)),
         # every input comes from the take's audio (its transcription, alignment, analysis, log-mel):
         # another take's audio in full
         "ablation_all_inputs_shuffled": head_predictions(model.answer_head, test, model.answer_head.config.streams),

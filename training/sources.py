@@ -5,6 +5,7 @@ generated technique exercises. Each source yields `Piece`s; `base_take` cuts or 
 
 from __future__ import annotations
 
+import copy
 import csv
 import functools
 import hashlib
@@ -224,10 +225,13 @@ def _choose_bars(downbeats: np.ndarray, rng: np.random.Generator, target_s: floa
     return None
 
 
-def write_midi_excerpt(midi_score: str, start_s: float, end_s: float, out: Path) -> None:
-    """Write the notes of a MIDI score between two times (a bar-line cut) as a MIDI score of its own."""
+def write_midi_excerpt(midi_score: str, start_s: float, end_s: float, out: Path, played_s: float) -> None:
+    """Write the notes of a MIDI score between two times (a bar-line cut) as a MIDI score of its own, marked
+    with the tempo at which the expert played those bars in `played_s` seconds (the tempo the take's labels
+    measure a wrong tempo against, as a teacher's score marks the tempo a student is judged by)."""
     pm = pretty_midi.PrettyMIDI(midi_score)
     t0, t1 = pm.time_to_tick(start_s), pm.time_to_tick(end_s)
+    quarters = (t1 - t0) / pm.resolution
     mid = mido.MidiFile(ticks_per_beat=pm.resolution)
     track = mido.MidiTrack()
     mid.tracks.append(track)
@@ -241,7 +245,7 @@ def write_midi_excerpt(midi_score: str, start_s: float, end_s: float, out: Path)
     events: list[tuple[int, int, mido.Message]] = []
     for tick, ts in ts_events:
         events.append((tick, 0, mido.MetaMessage("time_signature", numerator=ts.numerator, denominator=ts.denominator)))
-    events.append((0, 0, mido.MetaMessage("set_tempo", tempo=500000)))
+    events.append((0, 0, mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(60 * quarters / max(played_s, 1e-3)))))
     for inst in pm.instruments:
         for n in inst.notes:
             on = pm.time_to_tick(n.start)
@@ -272,7 +276,8 @@ def asap_take(piece: Piece, rng: np.random.Generator, target_s: float, out_dir: 
     first, last = chosen
     take = cut_performance(notes, pedal, downbeats, first, last, beats)
     score_path = out_dir / "score.mid"
-    write_midi_excerpt(perf["midi_score"], score_downbeats[first], score_downbeats[last], score_path)
+    played_s = downbeats[last] - downbeats[first]
+    write_midi_excerpt(perf["midi_score"], score_downbeats[first], score_downbeats[last], score_path, played_s)
     score = load_score(score_path)
     take.meta.update(performer=Path(perf["midi_performance"]).stem, first_bar_in_piece=first + 1)
     if len(score.bars) == last - first:
@@ -331,10 +336,23 @@ def with_accompaniment(excerpt: Any) -> Any:
 
 
 def _tempo_qpm(stream: Any, default: float) -> float:
+    """The piece's first tempo mark in quarters a minute (a printed mark or a playback-only one, which is
+    what a score reader takes as the tempo too), else `default`."""
     marks = list(stream.recurse().getElementsByClass("MetronomeMark"))
-    if marks and marks[0].number:
-        return float(marks[0].getQuarterBPM() or default)
-    return default
+    qpm = marks[0].getQuarterBPM() if marks else None
+    return float(qpm) if qpm else default
+
+
+def mark_tempo(score: Any, qpm: float) -> Any:
+    """A copy of a music21 score with a metronome mark (quarter = `qpm`) at its start unless it has one there
+    (a copy: music21 shares measures between a piece and its excerpts, and keeps parsed pieces cached)."""
+    from music21 import tempo
+
+    marked = copy.deepcopy(score)
+    first = marked.parts[0].getElementsByClass("Measure").first() if marked.parts else None
+    if first is not None and first.getElementsByClass("MetronomeMark").getElementsByOffset(0).first() is None:
+        first.insert(0, tempo.MetronomeMark(number=round(qpm)))
+    return marked
 
 
 def _beats_bpm(score: Score, qpm: float) -> float:
@@ -350,7 +368,8 @@ def music21_take(piece: Piece, rng: np.random.Generator, target_s: float, out_di
         raise ValueError("no parts")
     numbers = [m.number for m in stream.parts[0].getElementsByClass("Measure") if m.number is not None]
     bar_q = float(stream.parts[0].getElementsByClass("Measure")[min(1, len(numbers) - 1)].barDuration.quarterLength)
-    qpm = _tempo_qpm(stream, piece.ref["qpm"]) * float(rng.uniform(0.9, 1.1))
+    written_qpm = _tempo_qpm(stream, piece.ref["qpm"])
+    qpm = written_qpm * float(rng.uniform(0.9, 1.1))  # the performer's own tempo, near the marked one
     n_bars = int(np.clip(round(target_s / ((bar_q or 4.0) * 60.0 / qpm)), 2, max(len(numbers) - 1, 2)))
     runs = [
         i
@@ -367,6 +386,7 @@ def music21_take(piece: Piece, rng: np.random.Generator, target_s: float, out_di
         excerpt = stream.measures(first, last)
         if piece.ref.get("folk"):
             excerpt = with_accompaniment(excerpt)
+        excerpt = mark_tempo(excerpt, written_qpm)
         excerpt.write("musicxml", fp=str(score_path))
     _strip_repeats(score_path)
     score = load_score(score_path)
@@ -458,9 +478,9 @@ def exercise_take(piece: Piece, rng: np.random.Generator, target_s: float, out_d
     score_path = out_dir / "score.musicxml"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        exercise_stream(technique, piece.ref["key"], piece.ref["variant"], repeats).write(
-            "musicxml", fp=str(score_path)
-        )
+        exercise = exercise_stream(technique, piece.ref["key"], piece.ref["variant"], repeats)
+        exercise = mark_tempo(exercise, qpm)
+        exercise.write("musicxml", fp=str(score_path))
     score = load_score(score_path)
     take = perform_score(score, rng, _beats_bpm(score, qpm), staccato=technique == "staccato", expressive=0.5)
     take.meta.update(score=str(score_path), score_obj=score)

@@ -98,6 +98,7 @@ def report_from_notes(
         if alignment.summary.matches_score:
             report.bars = build_bars(score, alignment, notes, pedal, evidence, faint_keys)
             report.measures = score_measures(report.bars, report.measures)
+            report.measures.written_tempo_bpm = score.written_tempo_bpm
             report.available_measures = sorted(set(report.available_measures) | {"score"})
         else:
             report.score_mismatch = (

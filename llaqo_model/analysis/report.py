@@ -175,6 +175,7 @@ class Measures:
     legato_overlap_fraction: float | None = None
     # score-informed (from the bars)
     tempo_bpm: float | None = None
+    written_tempo_bpm: float | None = None  # the score's tempo mark, in the same beats; None when it marks none
     tempo_cv: float | None = None
     onset_deviation_ms: float | None = None
     bar_articulation_ratio: float | None = None

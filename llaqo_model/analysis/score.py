@@ -61,6 +61,21 @@ class Score:
         return self.excerpt(start, ends[0])
 
     @property
+    def written_tempo_bpm(self) -> float | None:
+        """The tempo the score marks where its notes begin (the last metronome mark or MIDI tempo at or
+        before the first note), in the score's own beats per minute like the bars' played tempo; None when
+        the score marks none."""
+        if not len(self.note_array):
+            return None
+        first = int(self.note_array["onset_div"].min())
+        marks = sorted((t for t in self.part.iter_all(pt.score.Tempo) if t.start.t <= first), key=lambda t: t.start.t)
+        if not marks:
+            return None
+        quarters_per_minute = 60e6 / marks[-1].microseconds_per_quarter
+        beat_type = int(self.note_array["ts_beat_type"][0]) if "ts_beat_type" in self.note_array.dtype.names else 4
+        return round(quarters_per_minute * beat_type / 4, 1)
+
+    @property
     def key_fifths(self) -> int:
         """Key signature (sharps > 0, flats < 0) at the start."""
         return int(self.note_array["ks_fifths"][0]) if len(self.note_array) else 0

@@ -27,7 +27,7 @@ ABSENT_ANSWER_LOGIT = -30.0  # an answer never seen in training is never chosen 
 class AnswerHeadConfig:
     """`streams`: the per-take inputs used (names from `take_features.STREAMS`)."""
 
-    streams: tuple[str, ...] = ("statistics", "aligned", "rubric", "texture", "audio")
+    streams: tuple[str, ...] = ("statistics", "aligned", "rubric", "texture", "audio", "tempo")
 
     @property
     def n_in(self) -> int:

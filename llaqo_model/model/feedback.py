@@ -1,9 +1,9 @@
 """Formative feedback for every take, composed from the model's ratings and the analysis's bar issues.
 
-Three parts, in the order a teacher gives them: what is good (the best-rated rubric dimensions), what to
-practise first and where (the analysis's problems, the bars with the most weight first, at most three), and
-how (one practice method per problem). A bar is named only for a problem the analysis found in that bar, so
-nothing has to be withheld.
+In the order a teacher gives them: what is good (the best-rated rubric dimensions), what to practise first
+and where (the analysis's problems, the bars with the most weight first, at most three), how (one practice
+method per problem), and the tempo when it is far from the one the score marks. A bar is named only for a
+problem the analysis found in that bar, so nothing has to be withheld.
 """
 
 from __future__ import annotations
@@ -50,6 +50,22 @@ GENERAL: dict[str, str] = {
 }
 
 
+TEMPO_GAP = 1.3  # played this much slower or faster than the score's mark: a tempo a teacher remarks on
+
+
+def tempo_advice(report: PerformanceReport) -> str | None:
+    """A sentence on the tempo when it is far from the one the score marks (None otherwise or unmarked)."""
+    played, written = report.measures.tempo_bpm, report.measures.written_tempo_bpm
+    if not played or not written or 1 / TEMPO_GAP <= played / written <= TEMPO_GAP:
+        return None
+    how = (
+        "once the notes are sure, raise the tempo step by step with a metronome"
+        if played < written
+        else "take it nearer the marked tempo, so that every note has time to sound"
+    )
+    return f"The score marks about {written:.0f} beats a minute and you played about {played:.0f}: {how}."
+
+
 def _bars(bars: list[int]) -> str:
     return f"bar {bars[0]}" if len(bars) == 1 else "bars " + ", ".join(map(str, bars[:-1])) + f" and {bars[-1]}"
 
@@ -88,4 +104,7 @@ def compose_feedback(report: PerformanceReport, ratings: dict[str, int]) -> str:
     if not found and ranked:
         weakest = ranked[-1]
         sentences.append(f"To practise first: {weakest.replace('_', ' ')} — {GENERAL[weakest]}.")
+    tempo = tempo_advice(report)
+    if tempo:
+        sentences.append(tempo)
     return " ".join(sentences)

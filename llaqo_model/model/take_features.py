@@ -1,6 +1,6 @@
 """Per-take inputs of the model's heads (descriptors, constrained answers): fixed-length vectors, note arrays in.
 
-Four streams, all from what one `analyze` already computes (no second transcription pass):
+Six streams, all from what one `analyze` already computes (no second transcription pass):
 - `take_statistics`: 16 statistics of the transcribed notes and pedal (the statistics baseline's input);
 - `aligned_statistics`: the score-aligned performance — per-bar tempo, timing, velocity, articulation,
   asynchrony and balance deviations, and how much of the score was played as written;
@@ -9,7 +9,9 @@ Four streams, all from what one `analyze` already computes (no second transcript
 - `texture_statistics`: the figures the notes make — steps, leaps, repeated and alternating keys at the top,
   octaves and double notes in chords, how detached the notes are;
 - `audio_statistics`: the sound itself, from the model's log-mel front end — gain-free level movement,
-  onset sharpness, decay (touch, pedal resonance, room) and the early/late level difference.
+  onset sharpness, decay (touch, pedal resonance, room) and the early/late level difference;
+- `tempo_statistics`: the played tempo against the tempo the score marks (the choice of tempo cannot be
+  judged from the playing alone).
 """
 
 from __future__ import annotations
@@ -166,6 +168,21 @@ def texture_statistics(report: PerformanceReport) -> np.ndarray:
     return out
 
 
+TEMPO_WIDTH = 4
+
+
+def tempo_statistics(report: PerformanceReport) -> np.ndarray:
+    """Whether the score marks a tempo, and the played tempo against it: log ratio, its size, and how much
+    slower (zeros where either tempo is unknown, which the heads read as "no evidence")."""
+    out = np.zeros(TEMPO_WIDTH, dtype=np.float32)
+    played, written = report.measures.tempo_bpm, report.measures.written_tempo_bpm
+    if not played or not written:
+        return out
+    ratio = float(np.log(played / written))
+    out[:] = [1.0, ratio, abs(ratio), max(-ratio, 0.0)]
+    return out
+
+
 def audio_statistics(windows: torch.Tensor, lengths: torch.Tensor) -> np.ndarray:
     """10 statistics of how the sound moves, from the model's normalised log-mel windows (gain-free).
 
@@ -206,6 +223,7 @@ STREAMS: tuple[tuple[str, int], ...] = (
     ("rubric", len(RUBRIC_KINDS) + 1),
     ("texture", TEXTURE_WIDTH),
     ("audio", 10),
+    ("tempo", TEMPO_WIDTH),
 )
 ALL_STREAMS = tuple(name for name, _ in STREAMS)
 INPUT_WIDTH = sum(width for _, width in STREAMS)  # every stream; caches of inputs are kept per width
@@ -237,5 +255,6 @@ def head_inputs(report: PerformanceReport, windows: torch.Tensor, lengths: torch
             rubric_statistics(report),
             texture_statistics(report),
             audio_statistics(windows, lengths),
+            tempo_statistics(report),
         ]
     ).astype(np.float32)
