@@ -64,3 +64,23 @@ def test_a_score_without_a_tempo_mark_gives_no_tempo_evidence(unmarked_chorale):
     assert report.measures.written_tempo_bpm is None
     assert not tempo_statistics(report).any()
     assert "marks" not in compose_feedback(report, {"tempo_choice": 3})
+
+
+def _midi_score(path, qpm: float | None):
+    """Four quarter notes in 4/4, with a tempo message at `qpm` (none when None)."""
+    import mido
+
+    track = mido.MidiTrack([mido.MetaMessage("time_signature", numerator=4, denominator=4)])
+    if qpm is not None:
+        track.append(mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(qpm)))
+    for pitch in (60, 62, 64, 65):
+        track += [mido.Message("note_on", note=pitch, velocity=64), mido.Message("note_off", note=pitch, time=480)]
+    midi = mido.MidiFile(ticks_per_beat=480, tracks=[track])
+    midi.save(str(path))
+    return load_score(path)
+
+
+def test_a_midi_scores_tempo_is_its_mark_unless_it_is_midis_default(tmp_path):
+    assert _midi_score(tmp_path / "marked.mid", 72).written_tempo_bpm == pytest.approx(72, abs=0.1)
+    assert _midi_score(tmp_path / "default.mid", 120).written_tempo_bpm is None
+    assert _midi_score(tmp_path / "none.mid", None).written_tempo_bpm is None

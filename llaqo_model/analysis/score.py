@@ -23,6 +23,7 @@ MIDI_SUFFIXES = {".mid", ".midi"}
 MAX_SCORE_FILE_BYTES = 16 * 2**20  # a piano score's file is at most a few MiB; this bounds memory
 MAX_SCORE_XML_BYTES = 32 * 2**20  # uncompressed MusicXML inside an .mxl: beyond this it is a zip bomb
 MAX_MIDI_BYTES = 2**20  # MAX_SCORE_NOTES take about 400 KB of MIDI; parsing more is slow (pure Python)
+MIDI_DEFAULT_QPM = 120.0  # a MIDI file's tempo when it sets none (500,000 µs per quarter)
 MAX_SCORE_NOTES = 50_000  # several times the longest piano works (ASAP's largest have ~15,000 notes)
 
 
@@ -38,6 +39,7 @@ class Score:
     note_array: np.ndarray
     bars: np.ndarray
     part: pt.score.Part
+    from_midi: bool = False  # a MIDI score: its tempo may be MIDI's default rather than a mark
 
     def excerpt(self, first_row: int, last_row: int) -> Score:
         """Rows `first_row`..`last_row` of `bars` (inclusive, performed order) as a score of their own."""
@@ -47,7 +49,7 @@ class Score:
         lo, hi = rows["start_beat"][0], rows["end_beat"][-1]
         keep = (self.note_array["onset_beat"] >= lo) & (self.note_array["onset_beat"] < hi)
         name = f"{self.path}#bars={rows['bar'][0]}-{rows['bar'][-1]}"
-        return Score(path=name, note_array=self.note_array[keep], bars=rows, part=self.part)
+        return Score(path=name, note_array=self.note_array[keep], bars=rows, part=self.part, from_midi=self.from_midi)
 
     def bar_range(self, first_bar: int, last_bar: int) -> Score:
         """The passage from printed bar `first_bar` to `last_bar` (first occurrence), e.g. what a take covers."""
@@ -64,7 +66,8 @@ class Score:
     def written_tempo_bpm(self) -> float | None:
         """The tempo the score marks where its notes begin (the last metronome mark or MIDI tempo at or
         before the first note), in the score's own beats per minute like the bars' played tempo; None when
-        the score marks none."""
+        the score marks none. A MIDI score at exactly MIDI's default tempo marks none: tools write it when
+        nobody set a tempo."""
         if not len(self.note_array):
             return None
         first = int(self.note_array["onset_div"].min())
@@ -72,6 +75,8 @@ class Score:
         if not marks:
             return None
         quarters_per_minute = 60e6 / marks[-1].microseconds_per_quarter
+        if self.from_midi and abs(quarters_per_minute - MIDI_DEFAULT_QPM) < 0.01:
+            return None
         beat_type = int(self.note_array["ts_beat_type"][0]) if "ts_beat_type" in self.note_array.dtype.names else 4
         return round(quarters_per_minute * beat_type / 4, 1)
 
@@ -234,7 +239,7 @@ def score_from_bytes(data: bytes, suffix: str, name: str, unfold_repeats: bool =
     table["bar"] = bars["bar"]
     table["start_beat"] = part.beat_map(bars["start_div"])
     table["end_beat"] = part.beat_map(bars["end_div"])
-    return Score(path=path or name, note_array=na, bars=table, part=part)
+    return Score(path=path or name, note_array=na, bars=table, part=part, from_midi=suffix in MIDI_SUFFIXES)
 
 
 def _bar_table(part: pt.score.Part) -> np.ndarray:

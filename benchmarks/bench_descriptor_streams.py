@@ -1,0 +1,60 @@
+"""Which per-take streams should the descriptor head read? Cross-validation over PercePiano's training passages.
+
+Fits the head (a ridge per scale) on the training passages' performance-MIDI rows with each set of streams,
+five folds grouped by passage, and prints mean R² over the 19 scales on the held-out folds beside the
+statistics baseline. Validation and test passages are never read, so the choice can be made here and the
+held-out splits looked at once afterwards.
+
+    python benchmarks/bench_descriptor_streams.py runs/pp/manifest.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+import warnings
+
+import numpy as np
+from sklearn.model_selection import GroupKFold
+
+from llaqo_model.model.descriptor_head import DescriptorConfig
+from llaqo_training.dataset import read_manifest
+from llaqo_training.descriptor_eval import training_table
+from llaqo_training.descriptor_fit import HeadFit, fit_head, predict_head, scale_scores, statistics_baseline
+
+FOLDS = 5
+CANDIDATES = {
+    "shipped (statistics, aligned, rubric, texture, audio)": ("statistics", "aligned", "rubric", "texture", "audio"),
+    "shipped + tempo against the score's mark": ("statistics", "aligned", "rubric", "texture", "audio", "tempo"),
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("manifest", help="a PercePiano manifest (llaqo corpus import percepiano)")
+    args = parser.parse_args()
+    warnings.filterwarnings("ignore")
+    table = training_table(read_manifest(args.manifest), args.manifest, "midi")
+    passages = np.array(table.passages)
+    folds = list(GroupKFold(n_splits=FOLDS).split(table.inputs, groups=passages))
+    print(f"{len(table.ids)} training rows, {len(set(passages))} passages, {FOLDS} folds by passage")
+    baseline = np.zeros_like(table.labels)
+    for train, held in folds:
+        baseline[held] = statistics_baseline(table.subset(_mask(train, table)), table.subset(_mask(held, table)))
+    print(f"{'statistics baseline':60s} R² {scale_scores(baseline, table)['mean']['r2']:6.3f}")
+    for name, streams in CANDIDATES.items():
+        pred = np.zeros_like(table.labels)
+        for train, held in folds:
+            head = fit_head(table.subset(_mask(train, table)), DescriptorConfig(streams=streams), HeadFit())
+            pred[held] = predict_head(head, table.subset(_mask(held, table)))
+        scores = scale_scores(pred, table)
+        print(f"{name:60s} R² {scores['mean']['r2']:6.3f}", flush=True)
+
+
+def _mask(rows: np.ndarray, table) -> np.ndarray:
+    keep = np.zeros(len(table.ids), dtype=bool)
+    keep[rows] = True
+    return keep
+
+
+if __name__ == "__main__":
+    main()
