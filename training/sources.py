@@ -24,6 +24,7 @@ import pretty_midi
 from llaqo_model.analysis.report import TECHNIQUES
 from llaqo_model.analysis.score import Score, load_score
 from llaqo_model.io import read_performance_midi
+from llaqo_training.expert_score import follow_expert
 from llaqo_training.performance import NOTE_DTYPE, PEDAL_DTYPE, Take, cut_performance, perform_score
 
 log = logging.getLogger(__name__)
@@ -281,6 +282,7 @@ def asap_take(piece: Piece, rng: np.random.Generator, target_s: float, out_dir: 
     score = load_score(score_path)
     take.meta.update(performer=Path(perf["midi_performance"]).stem, first_bar_in_piece=first + 1)
     if len(score.bars) == last - first:
+        score = follow_expert(score, score_path, take.to_notes()[0])
         take.meta.update(score=str(score_path), score_obj=score)
     else:
         score_path.unlink()
