@@ -106,8 +106,11 @@ def cached_inputs(
     if hit.is_file():
         return np.load(hit)
     x = take_inputs(entry, report_for(entry), frontend)
-    if x is not None:
-        np.save(hit, x)
+    if x is not None:  # written whole, then renamed: a job stopped mid-write or a reader beside it sees no torn file
+        partial = hit.with_name(f"{hit.name}.partial")
+        with partial.open("wb") as f:
+            np.save(f, x)
+        partial.replace(hit)
     return x
 
 
