@@ -13,7 +13,8 @@ import moduleconf
 import numpy as np
 import torch
 import torch.nn.functional as F
-from transkun.LayersTransformer import MultiHeadAttentionKernel
+from transkun.CRF import NeuralSemiCRFInterval
+from transkun.LayersTransformer import BasicBlock, MultiHeadAttentionKernel, ScaledInnerProductIntervalScorer
 from transkun.Util import MelSpectrum
 
 from llaqo_model.analysis.report import Note, PedalInterval
@@ -23,7 +24,6 @@ SUSTAIN_PEDAL = -64
 LOWEST_KEY = 21  # A0: column 0 of `OnsetEvidence.scores`
 KEYS = 88
 PEDAL_SYMBOLS = 2  # Transkun's first two output symbols are the sustain and soft pedals
-EVIDENCE_BLOCK = 64  # start frames per block in `onset_scores` (small enough to stay in cache)
 HOP_STEP_S = 0.25  # the grid on which `Transcriber.hop_for` tries longer hops
 
 
@@ -85,22 +85,91 @@ class ContiguousMel(MelSpectrum):
         return mel
 
 
+class ContiguousBlock(BasicBlock):
+    """Transkun's encoder layer (attention across pitch, then across time) with each swap of the time and
+    pitch axes copied once into contiguous memory: Transkun only transposes the view, so the layers of
+    the time half each copied their input again (the profiler's copy time fell by a quarter). Same
+    arithmetic."""
+
+    def forward(self, x: torch.Tensor, mem: torch.Tensor | None = None, crossAttn: bool = False) -> torch.Tensor:
+        mem = x if mem is None else mem  # keys and values: the layer's input, as in Transkun
+        h = self.fnnBlockF(self.mhaBlockF(x, mem))
+        h, mem = h.transpose(-3, -2).contiguous(), mem.transpose(-3, -2).contiguous()
+        h = self.fnnBlockT(self.mhaBlockT(h, mem))
+        return h.transpose(-3, -2).contiguous()
+
+
+class InPlaceIntervalScorer(ScaledInnerProductIntervalScorer):
+    """Transkun's interval scorer with the length scaling and the diagonal applied in place: the
+    [pitch, end, start] score matrix (~170 MB a segment) is written once instead of four times
+    (a quarter less time). Same values."""
+
+    def forward(self, ctx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        size = self.size * self.expansionFactor
+        q, k, diag = self.map(ctx).split([size, size, 1], dim=-1)
+        score = torch.einsum("iped, ipbd-> ipeb", q / math.sqrt(size), k)
+        frames = torch.arange(score.shape[-1], device=score.device)
+        score.mul_((frames[:, None] - frames[None, :]).abs())  # Transkun's "linear" length scaling
+        score.diagonal(dim1=-2, dim2=-1).add_(diag.squeeze(-1))
+        skip = (diag * 0.0)[..., 1:, 0]  # Transkun scores a frame in no note 0
+        return score.permute(2, 3, 0, 1).contiguous(), skip.permute(2, 0, 1).contiguous()
+
+
+class OneDnnLinear(torch.nn.Linear):
+    """A linear layer run by oneDNN on its weight packed once into oneDNN's blocked layout, optionally with
+    the GELU that follows it done in the same pass: on these 2 AMD cores PyTorch's default (MKL's sgemm,
+    then GELU) took a third longer over Transkun's feed-forward blocks. Float32 throughout; the sums
+    round differently from MKL's in the last bits."""
+
+    packed: torch.Tensor
+    activation: str = "none"  # or "gelu" (the exact, erf form, as Transkun's nn.GELU())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.ops.mkldnn._linear_pointwise(x, self.packed, self.bias, self.activation, [], "none")
+
+
+def onednn_available() -> bool:
+    """Whether this PyTorch build has the oneDNN linear kernels `OneDnnLinear` calls."""
+    return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+
+
+def _use_onednn_linears(model: torch.nn.Module) -> None:
+    """Every linear layer of a CPU float32 model as a `OneDnnLinear`, and each linear → GELU pair fused."""
+    for module in list(model.modules()):
+        if type(module) is torch.nn.Linear:
+            module.__class__ = OneDnnLinear
+            module.packed = torch.ops.mkldnn._reorder_linear_weight(module.weight.detach())
+    for module in list(model.modules()):
+        if isinstance(module, torch.nn.Sequential):
+            for i in range(len(module) - 1):
+                linear, gelu = module[i], module[i + 1]
+                if isinstance(linear, OneDnnLinear) and type(gelu) is torch.nn.GELU and gelu.approximate == "none":
+                    linear.activation = "gelu"
+                    module[i + 1] = torch.nn.Identity()
+
+
 def _contiguous_input(module: torch.nn.Module, args: tuple) -> tuple:
     return (args[0].contiguous(), *args[1:])
 
 
 def _use_fast_cpu_paths(model: torch.nn.Module) -> None:
     """Same model, faster kernels: fused attention (`FlatAttention`), one filterbank product
-    (`ContiguousMel`), and linear layers fed contiguous inputs — Transkun alternates time and pitch
-    axes by transposing, and a transposed input makes a linear layer copy its weight once per time
-    step instead of running one matrix product."""
+    (`ContiguousMel`), the time and pitch axes swapped in memory (`ContiguousBlock`), the interval scores
+    written once (`InPlaceIntervalScorer`), no gradient checkpointing, and linear layers fed contiguous
+    inputs — a transposed input makes a linear layer copy its weight once per time step instead of
+    running one matrix product."""
     for module in model.modules():
         if type(module) is MultiHeadAttentionKernel and module.kernel is None:
             module.__class__ = FlatAttention
         elif type(module) is MelSpectrum:
             module.__class__ = ContiguousMel
+        elif type(module) is BasicBlock and module.enabled == ["F", "T"]:
+            module.__class__ = ContiguousBlock
+        elif type(module) is ScaledInnerProductIntervalScorer and module.lengthScaling == "linear":
+            module.__class__ = InPlaceIntervalScorer
         elif isinstance(module, torch.nn.Linear):
             module.register_forward_pre_hook(_contiguous_input)
+    model.backbone.useGradientCheckpoint = False  # a training aid: in inference only per-layer overhead
 
 
 @dataclass
@@ -127,20 +196,73 @@ class OnsetEvidence:
         return float(self.scores[lo:hi, k].max()) if hi > lo else float("-inf")
 
 
-def onset_scores(crf) -> np.ndarray:
-    """(frames, 88) best interval score per start frame and key, from one segment's semi-CRF
-    (`crf.score` is [end frame, start frame, symbol]; only end >= start are notes). Computed in blocks of
-    start frames, so that the half of the matrix that is no note is never read."""
-    score = crf.score[..., PEDAL_SYMBOLS : PEDAL_SYMBOLS + KEYS]
-    frames = score.shape[0]
-    best = torch.empty(frames, KEYS, dtype=torch.float32)
-    for lo in range(0, frames, EVIDENCE_BLOCK):
-        hi = min(lo + EVIDENCE_BLOCK, frames)
-        ends = torch.arange(lo, frames, device=score.device)[:, None]
-        starts = torch.arange(lo, hi, device=score.device)[None, :]
-        block = score[lo:, lo:hi].masked_fill((ends < starts)[..., None], float("-inf"))
-        best[lo:hi] = block.amax(dim=0).float().cpu()
-    return best.numpy()
+def onset_scores(score: np.ndarray) -> np.ndarray:
+    """(frames, 88) best interval score per start frame and key, from one segment's semi-CRF scores
+    (`score` is [end frame, start frame, symbol]; only end >= start are notes)."""
+    keys = score[..., PEDAL_SYMBOLS : PEDAL_SYMBOLS + KEYS]
+    return np.stack([keys[start:, start].max(axis=0) for start in range(len(keys))])
+
+
+Path = list[tuple[int, int]]  # (start frame, end frame) of each note of one symbol
+
+
+def viterbi_backward(score: np.ndarray, skip: np.ndarray, forced_start: list[int] | None) -> list[Path]:
+    """Transkun's semi-CRF decode (`viterbiBackward`) in NumPy: the same arithmetic in float32 and the same
+    first-maximum choice, so the same path, without a thread pool woken for each of the ~700 small steps
+    (on two busy cores that woken pool made Transkun's decode 10-40x slower than one thread).
+
+    `score` is [end frame, start frame, symbol], `skip` [frames - 1, symbol] the score of a frame in no note;
+    returns per symbol the (start, end) frames of its notes, read from `forced_start` (default 0) onwards.
+    """
+    frames, _, symbols = score.shape
+    diagonal = np.diagonal(score, axis1=0, axis2=1).T
+    single = diagonal * (diagonal > 0)  # a one-frame note counts where its score is positive
+    best = np.empty((frames, symbols), dtype=np.float32)  # best[t]: best path score from frame t onwards
+    best[-1] = single[-1]
+    choice = np.empty((frames - 1, symbols), dtype=np.int64)  # -1: frame t in no note; k: note t..t+1+k
+    for t in range(frames - 2, -1, -1):
+        candidates = np.empty((frames - t, symbols), dtype=np.float32)
+        candidates[0] = best[t + 1] + skip[t]
+        np.add(best[t + 1 :], score[t + 1 :, t], out=candidates[1:])
+        picked = candidates.argmax(axis=0)
+        choice[t] = picked - 1
+        best[t] = np.take_along_axis(candidates, picked[None], axis=0)[0] + single[t]
+    starts = forced_start if forced_start is not None else [0] * symbols
+    singles = (diagonal > 0).T.tolist()
+    paths = []
+    for symbol, (chosen, is_single) in enumerate(zip(choice.T.tolist(), singles, strict=True)):
+        path, t = [], starts[symbol]
+        while t < frames - 1:
+            if is_single[t]:
+                path.append((t, t))
+            if chosen[t] < 0:
+                t += 1
+            else:
+                path.append((t, t + 1 + chosen[t]))
+                t += 1 + chosen[t]
+        if is_single[-1]:
+            path.append((frames - 1, frames - 1))
+        paths.append(path)
+    return paths
+
+
+class HostSemiCRF(NeuralSemiCRFInterval):
+    """Transkun's semi-CRF with a float32 host copy of its scores (`host_score`, a view on the CPU in fp32),
+    made once per segment for the onset evidence and for the (backward) decode, `viterbi_backward`."""
+
+    def __init__(self, score: torch.Tensor, noiseScore: torch.Tensor) -> None:
+        super().__init__(score, noiseScore)
+        self.host_score = host_array(score)
+
+    def decode(self, forcedStartPos: list[int] | None = None, forward: bool = False) -> list[Path]:
+        if forward:
+            return super().decode(forcedStartPos, forward)
+        return viterbi_backward(self.host_score, host_array(self.noiseScore), forcedStartPos)
+
+
+def host_array(x: torch.Tensor) -> np.ndarray:
+    """A float32 NumPy view (on the CPU) or copy of a tensor; bf16 widens to float32 exactly."""
+    return x.detach().float().cpu().numpy()
 
 
 class EvidenceStitcher:
@@ -198,16 +320,19 @@ class Transcriber:
         self.model.load_state_dict(state, strict=False)
         _use_fast_cpu_paths(self.model)
         self.model.eval().to(self.device)
+        self.precision = resolve_precision(self.config.precision, self.device)
+        if self.device == "cpu" and self.precision == "fp32" and onednn_available():
+            _use_onednn_linears(self.model)
         self.sample_rate: int = int(self.model.fs)
         self.frame_s: float = self.model.hopSize / self.model.fs
-        self.precision = resolve_precision(self.config.precision, self.device)
         self._sink: list[np.ndarray] | None = None
         decode_segment = self.model.processFramesBatch
 
         def keep_evidence(frames: torch.Tensor):  # every segment Transkun decodes passes through here
             crf, ctx = decode_segment(frames)
+            crf = HostSemiCRF(crf.score, crf.noiseScore)
             if self._sink is not None:
-                self._sink.append(onset_scores(crf))
+                self._sink.append(onset_scores(crf.host_score))
             return crf, ctx
 
         self.model.processFramesBatch = keep_evidence
