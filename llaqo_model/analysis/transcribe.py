@@ -203,10 +203,10 @@ def onset_scores(score: np.ndarray) -> np.ndarray:
     return np.stack([keys[start:, start].max(axis=0) for start in range(len(keys))])
 
 
-Path = list[tuple[int, int]]  # (start frame, end frame) of each note of one symbol
+NotePath = list[tuple[int, int]]  # (start frame, end frame) of each note of one symbol
 
 
-def viterbi_backward(score: np.ndarray, skip: np.ndarray, forced_start: list[int] | None) -> list[Path]:
+def viterbi_backward(score: np.ndarray, skip: np.ndarray, forced_start: list[int] | None) -> list[NotePath]:
     """Transkun's semi-CRF decode (`viterbiBackward`) in NumPy: the same arithmetic in float32 and the same
     first-maximum choice, so the same path, without a thread pool woken for each of the ~700 small steps
     (on two busy cores that woken pool made Transkun's decode 10-40x slower than one thread).
@@ -254,7 +254,7 @@ class HostSemiCRF(NeuralSemiCRFInterval):
         super().__init__(score, noiseScore)
         self.host_score = host_array(score)
 
-    def decode(self, forcedStartPos: list[int] | None = None, forward: bool = False) -> list[Path]:
+    def decode(self, forcedStartPos: list[int] | None = None, forward: bool = False) -> list[NotePath]:
         if forward:
             return super().decode(forcedStartPos, forward)
         return viterbi_backward(self.host_score, host_array(self.noiseScore), forcedStartPos)
@@ -330,9 +330,11 @@ class Transcriber:
 
         def keep_evidence(frames: torch.Tensor):  # every segment Transkun decodes passes through here
             crf, ctx = decode_segment(frames)
-            crf = HostSemiCRF(crf.score, crf.noiseScore)
+            if self.device == "cpu":  # on a GPU Transkun's own decode stays (measured there; see README)
+                crf = HostSemiCRF(crf.score, crf.noiseScore)
             if self._sink is not None:
-                self._sink.append(onset_scores(crf.host_score))
+                scores = crf.host_score if isinstance(crf, HostSemiCRF) else host_array(crf.score)
+                self._sink.append(onset_scores(scores))
             return crf, ctx
 
         self.model.processFramesBatch = keep_evidence
