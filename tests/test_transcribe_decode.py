@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from llaqo_model.analysis.transcribe import KEYS, PEDAL_SYMBOLS, onset_scores, viterbi_backward
+from llaqo_model.analysis.transcribe import KEYS, PEDAL_SYMBOLS, device_onset_scores, onset_scores, viterbi_backward
 
 transkun_crf = importlib.import_module("transkun.CRF.NeuralSemiCRFInterval")
 FRAMES = 120
@@ -38,3 +38,8 @@ def test_onset_scores_are_the_best_note_starting_at_each_frame():
     ends, starts = np.meshgrid(np.arange(FRAMES), np.arange(FRAMES), indexing="ij")
     expected = np.where((ends >= starts)[..., None], keys, -np.inf).max(axis=0)
     assert np.array_equal(onset_scores(score.numpy()), expected)
+
+
+def test_the_onset_evidence_is_the_same_reduced_on_the_device_or_on_the_host():
+    score = torch.randn(150, 150, 90, generator=torch.Generator().manual_seed(3))
+    assert np.array_equal(device_onset_scores(score), onset_scores(score.numpy()))
