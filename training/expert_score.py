@@ -20,8 +20,7 @@ import numpy as np
 from llaqo_model.analysis.align import align_to_score
 from llaqo_model.analysis.report import Note
 from llaqo_model.analysis.score import Score, load_score
-
-MIN_TICKS = 1  # a note lasts at least one tick, or the MIDI reader drops it
+from llaqo_training.midi_score import META, TickEvent, note_events, save_track
 
 
 def follow_expert(score: Score, path: Path, notes: list[Note]) -> Score:
@@ -63,24 +62,12 @@ def rewrite_midi_notes(path: Path, out: Path, onsets: list[float], ends: list[fl
     quarters from its start), keeping its time signatures, tempo and length."""
     midi = mido.MidiFile(str(path))
     per_quarter = midi.ticks_per_beat
-    events: list[tuple[int, int, mido.Message]] = []
+    events: list[TickEvent] = []
     now = 0
     for msg in midi.tracks[0]:
         now += msg.time
         if msg.is_meta and msg.type != "end_of_track":
-            events.append((now, 0, msg))
-    length = now  # the excerpt's last bar line: its bars stay the same
+            events.append((now, META, msg))
     for on_q, end_q, pitch in zip(onsets, ends, pitches, strict=True):
-        on = int(round(on_q * per_quarter))
-        off = max(int(round(end_q * per_quarter)), on + MIN_TICKS)
-        events.append((on, 2, mido.Message("note_on", note=pitch, velocity=64)))
-        events.append((off, 1, mido.Message("note_off", note=pitch, velocity=0)))
-    events.sort(key=lambda e: (e[0], e[1]))
-    track = mido.MidiTrack()
-    last = 0
-    for tick, _, msg in events:
-        track.append(msg.copy(time=tick - last))
-        last = tick
-    track.append(mido.MetaMessage("end_of_track", time=max(length - last, 0)))
-    midi.tracks = [track]
-    midi.save(str(out))
+        events += note_events(int(round(on_q * per_quarter)), int(round(end_q * per_quarter)), pitch)
+    save_track(events, now, per_quarter, out)

@@ -25,6 +25,7 @@ from llaqo_model.analysis.report import TECHNIQUES
 from llaqo_model.analysis.score import Score, load_score
 from llaqo_model.io import read_performance_midi
 from llaqo_training.expert_score import follow_expert
+from llaqo_training.midi_score import META, TickEvent, note_events, save_track
 from llaqo_training.performance import NOTE_DTYPE, PEDAL_DTYPE, Take, cut_performance, perform_score
 
 log = logging.getLogger(__name__)
@@ -233,9 +234,6 @@ def write_midi_excerpt(midi_score: str, start_s: float, end_s: float, out: Path,
     pm = pretty_midi.PrettyMIDI(midi_score)
     t0, t1 = pm.time_to_tick(start_s), pm.time_to_tick(end_s)
     quarters = (t1 - t0) / pm.resolution
-    mid = mido.MidiFile(ticks_per_beat=pm.resolution)
-    track = mido.MidiTrack()
-    mid.tracks.append(track)
     ts_events = [(0, pm.time_signature_changes[0])] if pm.time_signature_changes else []
     for ts in pm.time_signature_changes:
         tick = pm.time_to_tick(ts.time)
@@ -243,24 +241,17 @@ def write_midi_excerpt(midi_score: str, start_s: float, end_s: float, out: Path,
             ts_events = [(0, ts)]
         elif tick < t1:
             ts_events.append((tick - t0, ts))
-    events: list[tuple[int, int, mido.Message]] = []
+    events: list[TickEvent] = []
     for tick, ts in ts_events:
-        events.append((tick, 0, mido.MetaMessage("time_signature", numerator=ts.numerator, denominator=ts.denominator)))
-    events.append((0, 0, mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(60 * quarters / max(played_s, 1e-3)))))
+        signature = mido.MetaMessage("time_signature", numerator=ts.numerator, denominator=ts.denominator)
+        events.append((tick, META, signature))
+    events.append((0, META, mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(60 * quarters / max(played_s, 1e-3)))))
     for inst in pm.instruments:
         for n in inst.notes:
             on = pm.time_to_tick(n.start)
             if t0 <= on < t1:
-                off = max(min(pm.time_to_tick(n.end), t1), on + 1)
-                events.append((on - t0, 2, mido.Message("note_on", note=n.pitch, velocity=64)))
-                events.append((off - t0, 1, mido.Message("note_off", note=n.pitch, velocity=0)))
-    events.sort(key=lambda e: (e[0], e[1]))
-    now = 0
-    for tick, _, msg in events:
-        track.append(msg.copy(time=tick - now))
-        now = tick
-    track.append(mido.MetaMessage("end_of_track", time=max(t1 - t0 - now, 0)))
-    mid.save(str(out))
+                events += note_events(on - t0, min(pm.time_to_tick(n.end), t1) - t0, n.pitch)
+    save_track(events, t1 - t0, pm.resolution, out)
 
 
 def asap_take(piece: Piece, rng: np.random.Generator, target_s: float, out_dir: Path) -> Take:
