@@ -77,6 +77,25 @@ def test_timing_faults_keep_bars_and_every_kind_is_recorded(tmp_path: Path) -> N
     assert all(1 <= v <= 6 for v in r.values())
 
 
+def test_chord_asynchrony_is_rated_by_the_spread_it_adds_not_the_performers_own(tmp_path: Path) -> None:
+    """A take whose chords a performer already rolls (about 30 ms) is rated 6 without the fault; the fault is
+    judged by the spread it adds, so the rolling is not counted against the take (judged by the spread heard,
+    the rolled take scored 0.78 against 0.44: two rating steps lower for the performer's own rolling)."""
+    from llaqo_model.analysis.metrics import onset_clusters
+    from llaqo_training.faults import chord_asynchrony
+
+    _, tidy = _exercise(tmp_path, "double_notes")
+    rolled = tidy.copy()
+    for c in onset_clusters(rolled.notes["onset_sec"]):
+        rolled.notes["onset_sec"][c] += np.linspace(0.0, 0.03, len(c))  # a performer's own rolling
+    results = [chord_asynchrony(t, np.random.default_rng(5), 0.2)[1][0] for t in (tidy, rolled)]
+    assert all(f.kind == "chord_asynchrony" for f in results)
+    assert results[1].detail["spread_ms"] > results[0].detail["spread_ms"] + 10  # the rolled take sounds wider
+    assert results[1].magnitude <= results[0].magnitude + 0.1  # 0.04 and 0.28: what the fault added
+    ratings = [labels.ratings([f], 20.0)["attack_cleanliness"] for f in results]
+    assert ratings[1] >= ratings[0] and min(ratings) >= 3  # 5 and 4
+
+
 def test_restart_replays_the_bar_after_a_pause(tmp_path: Path) -> None:
     _, take = _exercise(tmp_path, "double_notes")
     faulted, faults = inject(take, {"restart": 0.5}, np.random.default_rng(2))

@@ -5,6 +5,7 @@ the majority technique, chance, and (for `overall`) the share of notes the analy
 
 from __future__ import annotations
 
+import copy
 import re
 from collections import Counter
 from collections.abc import Callable
@@ -19,6 +20,7 @@ from sklearn.metrics import r2_score
 
 from llaqo_model.analysis.report import RUBRIC_KEYS, TECHNIQUES, PerformanceReport
 from llaqo_model.model.answer_head import AnswerHead, AnswerHeadConfig, head_answer
+from llaqo_model.model.answer_trees import AnswerTrees
 from llaqo_model.model.checkpoint import from_pretrained
 from llaqo_model.model.llaqo import Choice, LlaqoModel
 from llaqo_model.model.prompts import (
@@ -80,8 +82,6 @@ def free_answers(model: LlaqoModel, takes: list[TrainTake], batch_takes: int = 4
         return model.generate(audio, asked, reports, max_new_tokens=FREE_ANSWER_TOKENS)
 
     return answer_all(model, takes, questions, generate, batch_takes)
-
-
 
 
 def follows_prompt(qtype: QuestionType, text: str) -> bool:
@@ -200,6 +200,13 @@ def head_predictions(
     return [{q: Choice(head_answer(q, p), p) for q, p in take.items()} for take in head.answer_probs(x)]
 
 
+def without_trees(head: AnswerHead) -> AnswerHead:
+    """The same head with its boosted trees taken out: its linear part alone."""
+    linear = copy.deepcopy(head)
+    linear.trees = AnswerTrees(0, 0, 0, linear.trees.n_out)
+    return linear
+
+
 def head_figures(
     model: LlaqoModel,
     entries: list[dict[str, Any]],
@@ -217,10 +224,11 @@ def head_figures(
     test = build_answer_table([e for e in entries if e["id"] in {t.id for t in chosen}], manifest, reports[1])
     by_id = {t.id: t for t in chosen}
     takes = [by_id[i] for i in test.ids]
-    statistics_head, _ = fit_answer_head(train, AnswerHeadConfig(streams=("statistics",)))
+    statistics_head, _ = fit_answer_head(train, AnswerHeadConfig(streams=("statistics",)), trees=False)
     analysis = ("statistics", "aligned", "rubric")
     runs = {
         "answer_head": head_predictions(model.answer_head, test),
+        "ablation_trees_removed": head_predictions(without_trees(model.answer_head), test),
         "baseline_statistics_logistic": head_predictions(statistics_head, test),
         "ablation_audio_shuffled": head_predictions(model.answer_head, test, ("audio",)),
         "ablation_analysis_shuffled": head_predictions(model.answer_head, test, analysis),

@@ -368,6 +368,9 @@ def articulation(take: Take, rng: np.random.Generator, severity: float, staccato
     return out, [Fault("staccato_for_legato", bars, severity)]
 
 
+ASYNCHRONY_FULL_S = 0.05  # chord notes 50 ms further apart than the clean take: the worst rating
+
+
 def chord_asynchrony(take: Take, rng: np.random.Generator, severity: float) -> Result:
     """Chord notes not together: spread by 25–110 ms (rolled or smeared attacks)."""
     out = take.copy()
@@ -375,13 +378,18 @@ def chord_asynchrony(take: Take, rng: np.random.Generator, severity: float) -> R
     chords = [c for c in onset_clusters(n["onset_sec"]) if len(c) > 1]
     if len(chords) < 3:
         return _smudged_attacks(take, rng, severity)
+    before = float(np.mean([np.ptp(n["onset_sec"][c]) for c in chords]))
     spread = 0.02 + 0.12 * severity
     for c in chords:
         n["onset_sec"][c] += rng.uniform(0, spread, len(c)) - 0.5 * spread
     measured = float(np.mean([np.ptp(n["onset_sec"][c]) for c in chords]))
     bars = sorted({int(n["bar"][c[0]]) for c in chords})
     out.notes = np.sort(n, order="onset_sec")
-    return out, [Fault("chord_asynchrony", bars, min(1.0, measured / 0.05), {"spread_ms": round(1000 * measured)})]
+    # Judged by the spread the fault adds: the clean take's own spread (a performer's ~20 ms, rolled chords)
+    # is what a take without this fault is rated 6 with, so counting it here rated the same sound both ways.
+    added = max(0.0, measured - before)
+    detail = {"spread_ms": round(1000 * measured), "added_ms": round(1000 * added)}
+    return out, [Fault("chord_asynchrony", bars, min(1.0, added / ASYNCHRONY_FULL_S), detail)]
 
 
 def _smudged_attacks(take: Take, rng: np.random.Generator, severity: float) -> Result:

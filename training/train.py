@@ -396,7 +396,7 @@ def attach_answer_head(model: LlaqoModel, config: TrainConfig, train_entries: li
         raise LlaqoError(f"{config.manifest}: no labelled training takes with {config.answer_reports} reports")
     head_config = AnswerHeadConfig()
     head, chosen = fit_answer_head(table, head_config)
-    model.config.answers = head_config
+    model.config.answers = head.config
     model.answer_head = head.to(model.device)
     return {
         "train_takes": len(table.ids),
@@ -404,7 +404,8 @@ def attach_answer_head(model: LlaqoModel, config: TrainConfig, train_entries: li
         "train_reports": config.answer_reports,
         "streams": list(head_config.streams),
         "fit": "ordered answers: adjacent-category ordinal logit; technique: multinomial logistic; "
-        "regularisation by 5-fold CV over pieces",
+        "regularisation by 5-fold CV over pieces; then LightGBM boosting from those scores "
+        f"({head.config.trees} trees, {head.config.tree_nodes} nodes)",
         "regularisation": chosen,
         "seconds": round(time.monotonic() - t0),
     }

@@ -4,10 +4,11 @@ what the analysis found in the take and how it sounds.
 Input per take: the per-take streams of `take_features` (statistics of the transcribed notes, the
 score-aligned performance, the rate of each kind of stated issue, the figures the notes make, the sound),
 standardised with the training set's mean and spread (buffers, saved with the weights). One linear layer per
-question scores each allowed answer; a softmax over them is the answer's distribution (a multinomial logistic
-regression per question, fitted with each question of each take weighing the same). The model answers these
-questions from this head when it has one, in `assess` and `ask` alike, so both give the same number: for an
-ordered answer (a rating, overall, difficulty) the median of its distribution, for technique the most likely.
+question scores each allowed answer, boosted trees (`answer_trees`) add what one direction cannot say; a
+softmax over the scores is the answer's distribution (fitted with each question of each take weighing the
+same). The model answers these questions from this head when it has one, in `assess` and `ask` alike, so both
+give the same number: for an ordered answer (a rating, overall, difficulty) the median of its distribution, for
+technique the most likely.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
+from llaqo_model.model.answer_trees import AnswerTrees
 from llaqo_model.model.prompts import AnswerKind, QuestionType, canonical_questions, options_for
 from llaqo_model.model.take_features import STREAMS
 
@@ -25,9 +27,13 @@ ABSENT_ANSWER_LOGIT = -30.0  # an answer never seen in training is never chosen 
 
 @dataclass
 class AnswerHeadConfig:
-    """`streams`: the per-take inputs used (names from `take_features.STREAMS`)."""
+    """`streams`: the per-take inputs used (names from `take_features.STREAMS`); `tree_nodes`, `trees` and
+    `tree_depth`: the size of the fitted trees (0: a linear head), set when the head is fitted."""
 
     streams: tuple[str, ...] = ("statistics", "aligned", "rubric", "texture", "audio", "tempo")
+    tree_nodes: int = 0
+    trees: int = 0
+    tree_depth: int = 0
 
     @property
     def n_in(self) -> int:
@@ -37,6 +43,16 @@ class AnswerHeadConfig:
 def head_questions() -> list[QuestionType]:
     """The constrained questions the head answers: every field of an assessment."""
     return list(canonical_questions())
+
+
+def option_columns() -> dict[str, slice]:
+    """Where each question's options sit in the trees' flat score vector (questions in `head_questions` order)."""
+    out, start = {}, 0
+    for q in head_questions():
+        width = len(options_for(q) or [])
+        out[str(q)] = slice(start, start + width)
+        start += width
+    return out
 
 
 def is_ordered(qtype: QuestionType) -> bool:
@@ -62,7 +78,7 @@ def head_answer(qtype: QuestionType, probs: dict[str, float]) -> str:
 
 
 class AnswerHead(nn.Module):
-    """Standardise → one Linear per question → log-probabilities over that question's options."""
+    """Standardise → one Linear per question, plus the trees' scores → log-probabilities over its options."""
 
     def __init__(self, config: AnswerHeadConfig) -> None:
         super().__init__()
@@ -72,6 +88,9 @@ class AnswerHead(nn.Module):
         self.layers = nn.ModuleDict(
             {str(q): nn.Linear(config.n_in, len(options_for(q) or [])) for q in head_questions()}
         )
+        self.columns = option_columns()
+        n_out = sum(len(options_for(q) or []) for q in head_questions())
+        self.trees = AnswerTrees(config.tree_nodes, config.trees, config.tree_depth, n_out)
         self.requires_grad_(False)  # fitted in closed form (training/answer_fit.py), never by the LM's optimiser
 
     def fit_normalisation(self, inputs: torch.Tensor) -> None:
@@ -86,7 +105,8 @@ class AnswerHead(nn.Module):
     def forward(self, inputs: torch.Tensor) -> dict[str, torch.Tensor]:
         """(B, n_in) → {str(question type): (B, options) log-probabilities}."""
         x = self.standardise(inputs)
-        return {name: layer(x).log_softmax(-1) for name, layer in self.layers.items()}
+        boost = self.trees(x)
+        return {name: (layer(x) + boost[:, self.columns[name]]).log_softmax(-1) for name, layer in self.layers.items()}
 
     @torch.no_grad()
     def answer_probs(self, inputs: torch.Tensor) -> list[dict[QuestionType, dict[str, float]]]:

@@ -60,7 +60,8 @@ class LlaqoConfig:
             head = DescriptorConfig(**{**head, "streams": tuple(head.get("streams", DescriptorConfig.streams))})
         answers = data.get("answers")
         if answers is not None:
-            answers = AnswerHeadConfig(streams=tuple(answers.get("streams", AnswerHeadConfig.streams)))
+            streams = tuple(answers.get("streams", AnswerHeadConfig.streams))
+            answers = AnswerHeadConfig(**{**answers, "streams": streams})
         return cls(
             frontend=FrontendConfig(**data["frontend"]),
             encoder=EncoderConfig(**enc),
