@@ -176,3 +176,28 @@ def test_the_heads_trees_give_lightgbms_own_scores_and_survive_a_checkpoint(tmp_
     table = table_where_pitch_accuracy_follows_wrong_notes(50, 9)
     before, after = head_predictions(head, table), head_predictions(loaded, table)
     assert [p[rating("pitch_accuracy")].answer for p in before] == [p[rating("pitch_accuracy")].answer for p in after]
+
+
+def test_the_head_can_train_on_both_a_takes_midi_report_and_its_transcribed_one(tmp_path) -> None:
+    """`--answer-reports both`: every take's MIDI report, plus its transcribed report where `corpus analyse`
+    made one — a second row of the same take, in the same piece (so CV folds keep the two together)."""
+    from llaqo_training.answer_fit import build_answer_table
+    from llaqo_training.dataset import read_manifest, take_report, write_dev_manifest
+    from llaqo_training.reports import cache_path
+
+    manifest = write_dev_manifest(tmp_path / "corpus", n_takes=4, seconds=2.0)
+    entries = read_manifest(manifest)
+    transcribed = entries[1]
+    path = cache_path(manifest.parent / "reports", transcribed["id"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    report = take_report(transcribed)
+    report.notes = report.notes[::2]  # a transcription that missed every other note
+    path.write_text(report.to_json(), encoding="utf-8")
+
+    midi = build_answer_table(entries, manifest, "midi")
+    both = build_answer_table(entries, manifest, "both")
+    assert len(both.ids) == len(midi.ids) + 1 and both.ids.count(transcribed["id"]) == 2
+    rows = [i for i, t in enumerate(both.ids) if t == transcribed["id"]]
+    assert both.groups[rows[0]] == both.groups[rows[1]]
+    assert not np.allclose(both.inputs[rows[0]], both.inputs[rows[1]])  # what each report heard
+    assert all(both.answers[q][rows[0]] == both.answers[q][rows[1]] for q in both.answers)

@@ -98,7 +98,17 @@ def report_source(manifest: str | Path, reports: str):
 
 
 def build_answer_table(entries: list[dict[str, Any]], manifest: str | Path, reports: str = "midi") -> AnswerTable:
-    """Every labelled entry with a report, as one table (inputs cached under `head_inputs_<reports>_<width>/`)."""
+    """Every labelled entry with a report, as one table (inputs cached under `head_inputs_<reports>_<width>/`).
+    `reports="both"`: a row from each take's MIDI report and another from its transcribed one where it has one
+    (the same piece, so folds over pieces keep both rows of a take on one side)."""
+    if reports == "both":
+        parts = [build_answer_table(entries, manifest, kind) for kind in ("midi", "transcribed")]
+        return AnswerTable(
+            inputs=np.concatenate([p.inputs for p in parts]),
+            answers={q: np.concatenate([p.answers[q] for p in parts]) for q in head_questions()},
+            ids=[i for p in parts for i in p.ids],
+            groups=[g for p in parts for g in p.groups],
+        )
     cache = Path(manifest).parent / f"head_inputs_{reports}_{INPUT_WIDTH}"  # a new stream layout: a new cache
     cache.mkdir(parents=True, exist_ok=True)
     report_for, frontend = report_source(manifest, reports), FrontendConfig()

@@ -56,7 +56,7 @@ class TrainConfig:
     descriptor_head: DescriptorConfig = field(default_factory=DescriptorConfig)
     descriptor_fit: HeadFit = field(default_factory=HeadFit)
     answer_head: bool = True  # fit the answer head (ratings, overall, difficulty, technique) on the training takes
-    answer_reports: str = "midi"  # its takes' reports: "midi" (performance MIDI) or "transcribed" (corpus analyse)
+    answer_reports: str = "midi"  # its takes' reports: "midi" (performance MIDI), "transcribed", or "both"
     device: str = "auto"  # auto (CUDA when present), cpu or cuda
     lm: str | None = None  # local Hugging Face causal LM folder: LoRA-train it instead of the embedded LM
     per_answer_loss: bool = True  # weigh every answer alike, not every token (a rating is one digit)

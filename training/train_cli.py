@@ -31,7 +31,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         t, "--descriptor-reports", "transcribed", "reports the descriptor head trains on", choices=DESCRIPTOR_REPORTS
     )
     t.add_argument("--no-answer-head", action="store_true", help="the LM answers ratings/difficulty/technique")
-    reports_option(t, "--answer-reports", "midi", "reports the answer head trains on")
+    reports_option(
+        t, "--answer-reports", "midi", "reports the answer head trains on (both: each take's MIDI report, and its "
+        "transcribed one where `corpus analyse` has made it)", choices=ANSWER_REPORTS,
+    )  # fmt: skip
     t.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="auto: CUDA when present")
     t.add_argument("--lm", help="local Hugging Face causal LM folder to LoRA-train (never downloaded)")
     t.add_argument("--token-loss", action="store_true", help="average the loss over answer tokens, not over answers")
@@ -51,9 +54,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         e,
         "--train-reports",
         None,
-        "the training reports the baselines fit on (simulated: PercePiano only)",
+        "the training reports the baselines fit on (simulated: PercePiano only; both: the synthetic corpus only)",
         "PercePiano transcribed, else midi",
-        choices=DESCRIPTOR_REPORTS,
+        choices=(*DESCRIPTOR_REPORTS, "both"),
     )
     e.add_argument("--max-takes", type=int, help="transcribe at most this many evaluated takes")
     e.add_argument("--out", help="also write the JSON here")
@@ -62,6 +65,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 REPORTS = ("transcribed", "midi")
 DESCRIPTOR_REPORTS = (*REPORTS, "simulated")  # PercePiano training: MIDI with transcription's noise
+ANSWER_REPORTS = (*REPORTS, "both")  # the answer head: a take's MIDI report and its transcribed one, two rows
 
 
 def reports_option(
@@ -120,6 +124,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
         from llaqo_model.model.checkpoint import from_pretrained
         from llaqo_training.descriptor_eval import evaluate_descriptors
 
+        if args.train_reports == "both":
+            raise LlaqoError("--train-reports both is for the synthetic corpus (the answer head) only")
         model = from_pretrained(args.model)
         result = evaluate_descriptors(
             model, entries, args.manifest, args.split, args.reports, args.max_takes, args.train_reports or "transcribed"
