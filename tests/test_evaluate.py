@@ -60,6 +60,8 @@ def test_figures_on_a_hand_made_example() -> None:
         pred[rating("evenness")] = Choice("6", {"6": 1.0})
     m = score_predictions(takes, preds, baselines, free)
     assert m["rating_keys_answered_one_value_on_most_takes"] == ["evenness"]  # 6 on three takes of four
+    assert m["rating_mae_per_key"]["pitch_accuracy"] == 1.0  # still one too high everywhere
+    assert m["rating_mae_per_key"]["evenness"] == 2.5  # 6 against 2, 3 and 4, and 2 against 1
 
 
 @pytest.mark.parametrize(

@@ -150,12 +150,14 @@ def score_predictions(
     free_follow = [follows_prompt(qt, text) for answers in free or [] for qt, text in answers.items()]
     n = len(truth)
     answered = {key: Counter(int(p[rating(key)].answer) for p in preds) for key in RUBRIC_KEYS}
+    errors = np.subtract(answers, truth).reshape(len(takes), len(RUBRIC_KEYS))  # take by take, key by key
     return {
         "takes": len(takes),
         "rating_accuracy": round(sum(a == t for a, t in zip(answers, truth, strict=True)) / n, 4),
         "rating_within_1": round(within_one(answers, truth), 4),
         "rating_mae_answered": round(float(np.mean(np.abs(np.subtract(answers, truth)))), 4),
         "rating_mae_expected": round(float(np.mean(np.abs(np.subtract(expected, truth)))), 4),
+        "rating_mae_per_key": {key: round(float(np.abs(errors[:, k]).mean()), 4) for k, key in enumerate(RUBRIC_KEYS)},
         "baseline_mode_rating_accuracy": round(sum(a == t for a, t in zip(mode, truth, strict=True)) / n, 4),
         "baseline_mode_rating_mae": round(float(np.mean(np.abs(np.subtract(mode, truth)))), 4),
         "baseline_median_rating_accuracy": round(sum(a == t for a, t in zip(median, truth, strict=True)) / n, 4),
