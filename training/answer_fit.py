@@ -254,6 +254,8 @@ def _boost(z: np.ndarray, y: np.ndarray, start: np.ndarray, rounds: int, valid=N
 
 
 def _log_loss(scores: np.ndarray, y: np.ndarray) -> float:
+    """Mean log-loss of the start scores, as LightGBM's `multi_logloss` computes it (probabilities clipped at
+    1e-15), so that round 0 stands on the same footing as the rounds LightGBM reports."""
     logp = torch.from_numpy(scores).log_softmax(-1).numpy()
     return float(-np.maximum(logp[np.arange(len(y)), y], np.log(1e-15)).mean())
 
@@ -344,10 +346,5 @@ def _fit_answer_head(
         if rounds:
             booster = _boost(zq, yq, zq @ w.T + b, rounds)
             fitted.append(tables_from_lightgbm(booster.dump_model(), head.columns[str(q)].start))
-    if not fitted:
-        return head.eval(), chosen
-    tables = TreeTables.concat(fitted)
-    sized = AnswerHead(replace(config, tree_nodes=len(tables.feature), trees=len(tables.root), tree_depth=tables.depth))
-    sized.load_state_dict({k: v for k, v in head.state_dict().items() if not k.startswith("trees.")}, strict=False)
-    sized.trees.load_tables(tables)
-    return sized.eval(), chosen
+    head.set_trees(TreeTables.concat(fitted))
+    return head.eval(), chosen

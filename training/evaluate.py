@@ -20,7 +20,7 @@ from sklearn.metrics import r2_score
 
 from llaqo_model.analysis.report import RUBRIC_KEYS, TECHNIQUES, PerformanceReport
 from llaqo_model.model.answer_head import AnswerHead, AnswerHeadConfig, head_answer
-from llaqo_model.model.answer_trees import AnswerTrees
+from llaqo_model.model.answer_trees import TreeTables
 from llaqo_model.model.checkpoint import from_pretrained
 from llaqo_model.model.llaqo import Choice, LlaqoModel
 from llaqo_model.model.prompts import (
@@ -205,7 +205,7 @@ def head_predictions(
 def without_trees(head: AnswerHead) -> AnswerHead:
     """The same head with its boosted trees taken out: its linear part alone."""
     linear = copy.deepcopy(head)
-    linear.trees = AnswerTrees(0, 0, 0, linear.trees.n_out)
+    linear.set_trees(TreeTables.concat([]))
     return linear
 
 

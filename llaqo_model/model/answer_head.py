@@ -13,12 +13,12 @@ technique the most likely.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn as nn
 
-from llaqo_model.model.answer_trees import AnswerTrees
+from llaqo_model.model.answer_trees import AnswerTrees, TreeTables
 from llaqo_model.model.prompts import AnswerKind, QuestionType, canonical_questions, options_for
 from llaqo_model.model.take_features import STREAMS
 
@@ -89,7 +89,7 @@ class AnswerHead(nn.Module):
             {str(q): nn.Linear(config.n_in, len(options_for(q) or [])) for q in head_questions()}
         )
         self.columns = option_columns()
-        n_out = sum(len(options_for(q) or []) for q in head_questions())
+        n_out = max(c.stop for c in self.columns.values())
         self.trees = AnswerTrees(config.tree_nodes, config.trees, config.tree_depth, n_out)
         self.requires_grad_(False)  # fitted in closed form (training/answer_fit.py), never by the LM's optimiser
 
@@ -97,6 +97,13 @@ class AnswerHead(nn.Module):
         """Set the input standardisation from the training inputs."""
         self.in_mean.copy_(inputs.mean(0))
         self.in_std.copy_(inputs.std(0).clamp_min(1e-4))
+
+    def set_trees(self, tables: TreeTables) -> None:
+        """Give the head these fitted trees (empty tables: none), its config sized to match them."""
+        nodes, trees, depth = len(tables.feature), len(tables.root), tables.depth
+        self.config = replace(self.config, tree_nodes=nodes, trees=trees, tree_depth=depth)
+        self.trees = AnswerTrees(nodes, trees, depth, self.trees.n_out).to(self.in_mean.device)
+        self.trees.load_tables(tables)
 
     def standardise(self, inputs: torch.Tensor) -> torch.Tensor:
         """(B, n_in) raw inputs → the standardised inputs the layers read."""

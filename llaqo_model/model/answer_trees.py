@@ -31,15 +31,11 @@ class TreeTables:
     depth: int  # the deepest leaf's depth: steps enough to reach every leaf
 
     @staticmethod
-    def empty() -> TreeTables:
-        ints = np.zeros(0, dtype=np.int64)
-        return TreeTables(ints, np.zeros(0), ints, ints, np.zeros(0, dtype=np.float32), ints, ints, 0)
-
-    @staticmethod
     def concat(parts: list[TreeTables]) -> TreeTables:
-        """One table of several, node ids shifted to stay each tree's own."""
+        """One table of several (none: empty tables), node ids shifted to stay each tree's own."""
         if not parts:
-            return TreeTables.empty()
+            ints = np.zeros(0, dtype=np.int64)
+            return TreeTables(ints, np.zeros(0), ints, ints, np.zeros(0, dtype=np.float32), ints, ints, 0)
         offsets = np.cumsum([0] + [len(p.feature) for p in parts[:-1]])
         return TreeTables(
             feature=np.concatenate([p.feature for p in parts]),
@@ -80,8 +76,9 @@ class AnswerTrees(nn.Module):
         if self.root.numel() == 0:
             return out
         x = z.double()
+        feature, left, right = self.feature.long(), self.left.long(), self.right.long()  # indices, once a call
         node = self.root.long().expand(z.shape[0], -1)
         for _ in range(self.depth):
-            go_left = x.gather(1, self.feature.long()[node]) <= self.threshold[node]
-            node = torch.where(go_left, self.left.long()[node], self.right.long()[node])
+            go_left = x.gather(1, feature[node]) <= self.threshold[node]
+            node = torch.where(go_left, left[node], right[node])
         return out.index_add_(1, self.column.long(), self.value[node].to(z.dtype))
