@@ -22,9 +22,9 @@ evidence, cached under --cache), and analyse them against the matching bars of t
   tuning) and never looked at while tuning;
 * transcription onset F1 per sound; real-time factor of a 40 s take; peak memory of `llaqo analyze`.
 
-`--fit` refits the confidence model's weights (`verify.WEIGHTS`) on the tuning pieces and prints them;
-`--faint` also makes extra-note candidates of keys heard under the transcriber's threshold (`faint.py`, off in
-`llaqo analyze`); use it with `--fit`, since those candidates have weights of their own;
+`--fit [KIND ...]` refits the confidence model's weights (`verify.WEIGHTS`, of the kinds named or all) on the
+tuning pieces and prints them; `--no-spectrum` analyses without the audio's spectrum, so keys heard under the
+transcriber's threshold are not candidates (`faint.py`; `llaqo analyze` checks them in the spectrum);
 `--explain` lists every false flag the analysis adds on a clean take, with its evidence, to find its cause.
 
     python benchmarks/bench_analysis.py --pieces 10 --held-out 5
@@ -67,6 +67,7 @@ from llaqo_model.analysis.report import (
     PerformanceReport,
 )
 from llaqo_model.analysis.score import Score, load_score
+from llaqo_model.analysis.spectrum import OnsetSpectrum
 from llaqo_model.analysis.transcribe import OnsetEvidence, Transcriber, TranscriberConfig, Transcription
 from llaqo_model.analysis.verify import SIGNS, WEIGHTS, confidence, issue_features
 from llaqo_model.io import read_performance_midi
@@ -251,6 +252,7 @@ class RenderedTake:
     played: list[Note]
     pedal: list[PedalInterval]
     heard: Transcription
+    audio: np.ndarray  # what the transcriber heard (for the spectrum check of keys heard under its threshold)
     seconds: float
     transcribe_s: float
     mistakes: list[Mistake]
@@ -266,9 +268,12 @@ def render(notes: list[Note], pedal: list[PedalInterval], font: Path, rng: np.ra
 
 def transcribed(
     cache: Path, key: str, notes: list[Note], pedal: list[PedalInterval], font: Path, transcriber: Transcriber
-) -> tuple[Transcription, float, float]:
-    """(transcription, audio seconds, transcription seconds), from `cache` when this take was done before."""
+) -> tuple[Transcription, np.ndarray, float, float]:
+    """(transcription, audio, audio seconds, transcription seconds), from `cache` when this take was done
+    before (the rendering is seeded by the take's key, so the audio is rendered again when not cached)."""
     path = cache / f"{key}.npz"
+    sound = cache / f"{key}.audio.npy"
+    seed = int.from_bytes(hashlib.sha1(key.encode()).digest()[:4], "little")
     if path.is_file():
         z = np.load(path)
         heard = Transcription(
@@ -276,9 +281,11 @@ def transcribed(
             [PedalInterval(float(a), float(b)) for a, b in z["pedal"]],
             OnsetEvidence(z["evidence"].astype(np.float32), float(z["frame_s"])),
         )
-        return heard, float(z["seconds"]), float(z["transcribe_s"])
-    seed = int.from_bytes(hashlib.sha1(key.encode()).digest()[:4], "little")
+        if not sound.is_file():
+            np.save(sound, render(notes, pedal, font, np.random.default_rng(seed)).astype(np.float16))
+        return heard, np.load(sound).astype(np.float32), float(z["seconds"]), float(z["transcribe_s"])
     audio = render(notes, pedal, font, np.random.default_rng(seed))
+    np.save(sound, audio.astype(np.float16))
     t = time.perf_counter()
     heard = transcriber.transcribe_with_evidence(audio)
     spent = time.perf_counter() - t
@@ -291,16 +298,23 @@ def transcribed(
         seconds=len(audio) / RATE,
         transcribe_s=spent,
     )
-    return heard, len(audio) / RATE, spent
+    return heard, audio, len(audio) / RATE, spent
 
 
-faint_keys = False  # whether `analyse` makes candidates of keys heard under the threshold (set by --faint)
+with_spectrum = True  # whether `analyse` checks keys heard under the threshold in the spectrum (off: --no-spectrum)
+
+
+def spectrum_of(take: RenderedTake) -> OnsetSpectrum | None:
+    """The spectrum check `llaqo analyze` makes of the take's audio (None with --no-spectrum)."""
+    return OnsetSpectrum(take.audio, RATE) if with_spectrum else None
 
 
 def analyse(take: RenderedTake) -> PerformanceReport:
     """The report of the take as `llaqo analyze` makes it (audio evidence, default confidence)."""
     heard = take.heard
-    return report_from_notes(heard.notes, heard.pedal, take.seconds, take.label, take.score, heard.evidence, faint_keys)
+    return report_from_notes(
+        heard.notes, heard.pedal, take.seconds, take.label, take.score, heard.evidence, spectrum_of(take)
+    )
 
 
 def sounded(played: list[Note]) -> list[Note]:
@@ -353,11 +367,12 @@ def candidates(take: RenderedTake) -> list[Candidate]:
     with mock.patch.object(metrics, "UNCLEAR_MIN_ERRORS", 10**9):
         report = analyse(take)
     facts = truth(take.score, take.played)
+    spectrum = spectrum_of(take)
     return [
         Candidate(
             take.piece,
             i.kind,
-            issue_features(i, take.heard.evidence, take.heard.notes),
+            issue_features(i, take.heard.evidence, take.heard.notes, spectrum),
             i.confidence,
             is_real(i, facts),
         )
@@ -388,12 +403,12 @@ def logistic(x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor, signs: tupl
     return weights().detach()
 
 
-def fit(rows: list[Candidate]) -> dict[IssueKind, tuple[float, ...]]:
+def fit(rows: list[Candidate], kinds: list[IssueKind]) -> dict[IssueKind, tuple[float, ...]]:
     """Logistic regression per kind, the weights `verify.WEIGHTS` holds: each feature's weight keeps the sign
     physics gives it (`verify.SIGNS`), strongly regularised, and every piece weighs the same (one piece
     with many candidates — an edition that differs throughout — must not decide the model)."""
     weights = {}
-    for kind in WEIGHTS:
+    for kind in kinds:
         chosen = [r for r in rows if r.kind == kind]
         per_piece = Counter(r.piece for r in chosen)
         x = torch.tensor([r.features for r in chosen], dtype=torch.float64)
@@ -504,7 +519,11 @@ def explain(takes: list[RenderedTake], name: str) -> None:
             together = sorted(
                 (n.pitch, n.velocity) for n in take.played if abs(n.onset - issue.time_s) <= SAME_ISSUE_S / 2
             )
-            features = issue_features(issue, take.heard.evidence, take.heard.notes) if issue.kind in WEIGHTS else ()
+            features = (
+                issue_features(issue, take.heard.evidence, take.heard.notes, spectrum_of(take))
+                if issue.kind in WEIGHTS
+                else ()
+            )
             print(
                 f"{take.piece} bar {bar} {issue.kind} key {key} (written {issue.expected_pitch}) at "
                 f"{issue.time_s:.2f} s conf {issue.confidence:.2f} features {features}; performed "
@@ -541,9 +560,9 @@ def gather(args: argparse.Namespace, transcriber: Transcriber) -> list[RenderedT
             faulty, mistakes = inject(notes, rng.sample(windows[1:-1], MISTAKES_PER_TAKE), rng)
             for label, played, injected in (("clean", notes, []), ("faulty", faulty, mistakes)):
                 key = f"{row['folder'].replace('/', '_')}-{font.stem}-{label}-{args.seed}-{args.length:g}"
-                heard, seconds, spent = transcribed(args.cache, key, played, pedal, font, transcriber)
+                heard, audio, seconds, spent = transcribed(args.cache, key, played, pedal, font, transcriber)
                 take = RenderedTake(
-                    row["folder"], font.stem, label, hold, score, played, pedal, heard, seconds, spent, injected
+                    row["folder"], font.stem, label, hold, score, played, pedal, heard, audio, seconds, spent, injected
                 )
                 takes.append(take)
                 print(
@@ -569,7 +588,12 @@ def main() -> int:
     )
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"], help="Transkun precision")
     parser.add_argument("--cache", type=Path, default=REPO / "runs" / "bench_analysis", help="transcriptions")
-    parser.add_argument("--fit", action="store_true", help="refit verify.WEIGHTS on the tuning pieces")
+    parser.add_argument(
+        "--fit",
+        nargs="*",
+        type=IssueKind,
+        help="refit verify.WEIGHTS on the tuning pieces (of the kinds named; all when none is)",
+    )
     parser.add_argument("--skip-speed", action="store_true", help="skip the 40 s take and the 5-minute take")
     parser.add_argument("--skip-memory", action="store_true", help="skip the 5-minute take")
     parser.add_argument("--dump", type=Path, help="write every candidate note issue as JSON lines")
@@ -580,13 +604,13 @@ def main() -> int:
         "--transcribe-only", action="store_true", help="fill the cache and stop (no figures: held-out stays unseen)"
     )
     parser.add_argument(
-        "--faint",
+        "--no-spectrum",
         action="store_true",
-        help="extra-note candidates from keys heard under the transcriber's threshold too (faint.py)",
+        help="no spectrum check: keys heard under the transcriber's threshold are not candidates (faint.py)",
     )
     args = parser.parse_args()
-    global faint_keys
-    faint_keys = args.faint
+    global with_spectrum
+    with_spectrum = not args.no_spectrum
     if not (args.asap / "metadata.csv").is_file():
         print(f"ASAP not found at {args.asap}; nothing to measure", file=sys.stderr)
         return 1
@@ -600,12 +624,12 @@ def main() -> int:
             explain([t for t in takes if t.held_out == hold], name)
         return 0
     rows = {hold: [r for t in takes if t.held_out == hold for r in candidates(t)] for hold in (False, True)}
-    if args.fit:
+    if args.fit is not None:
         for hold, name in ((False, "tuning pieces"), (True, "held-out pieces")):
             if rows[hold]:
                 calibration(rows[hold], f"{name}, weights before the refit")
         print("== refit on the tuning pieces (the figures below use the new weights) ==")
-        WEIGHTS.update(fit(rows[False]))
+        WEIGHTS.update(fit(rows[False], args.fit or list(WEIGHTS)))
         print(f"WEIGHTS = {json.dumps({str(k): v for k, v in WEIGHTS.items()})}")
         rows = {
             hold: [r._replace(confidence=confidence(r.kind, r.features)) for r in found] for hold, found in rows.items()

@@ -25,6 +25,7 @@ WRONG_NOTE_WINDOW_S = 0.12  # a missed and an extra note this close to its chord
 WRONG_NOTE_MAX_INTERVAL = 7  # …and at most a fifth apart (a slip or a misread, not another voice)
 ORNAMENT_WINDOW_S = 1.2  # extra notes this close to a written ornament or grace note may realise it
 ORNAMENT_MAX_INTERVAL = 3  # …and this close in pitch (a turn spans a third around its note)
+STRUCK_TOGETHER_S = 0.03  # two keys this close are one strike: the notes of a trill or turn follow each other
 DEFAULT_BEAT_S = 0.5  # time map with fewer than two points: assume 120 beats per minute
 RESTART_MIN_NOTES = 3  # fewer abandoned notes are slips, not an attempt
 RESTART_GAP_S = 1.0  # extra notes further apart than this belong to different runs
@@ -333,7 +334,7 @@ def _align(score: Score, notes: list[Note]) -> Alignment:
     result.in_take = in_take
     missed, extra = _pair_wrong_notes(result, missed, extra, notes)
     result.missed = [s for s in missed if not optional[s]]
-    result.extra = [p for p in extra if not _ornamental(result, notes[p])]
+    result.extra = [p for p in extra if not _ornamental(result, notes[p], notes)]
     result.ornaments = added_trills(result.extra, notes)
     in_ornament = set().union(*(run for run, _ in result.ornaments))
     result.extra = [p for p in result.extra if p not in in_ornament]
@@ -449,15 +450,26 @@ def _alternating_run(line: list[int], at: int, notes: list[Note]) -> list[int]:
     return line[lo : hi + 1]
 
 
-def _ornamental(alignment: Alignment, note: Note) -> bool:
-    """An extra note that realises a written ornament (trill, turn, mordent) or grace note nearby."""
+def _ornamental(alignment: Alignment, note: Note, notes: list[Note]) -> bool:
+    """An extra note that realises a written ornament (trill, turn, mordent) or grace note nearby. The notes
+    of a trill or turn follow each other, so a key struck together with its neighbour (one or two semitones
+    away) is a brushed key beside a written ornament, not part of it; a grace note may be crushed into its
+    main note, so beside a written grace note it still counts as the grace note."""
     na = alignment.score.note_array
     special = np.flatnonzero(na["ornamented"] | na["is_grace"].astype(bool))
     if len(special) == 0 or alignment.time_map is None:
         return False
     times = alignment.time_map(na["onset_beat"][special] + na["duration_beat"][special] / 2)
-    near = np.abs(times - note.onset) < ORNAMENT_WINDOW_S
-    return bool(np.any(near & (np.abs(na["pitch"][special] - note.pitch) <= ORNAMENT_MAX_INTERVAL)))
+    near = (np.abs(times - note.onset) < ORNAMENT_WINDOW_S) & (
+        np.abs(na["pitch"][special] - note.pitch) <= ORNAMENT_MAX_INTERVAL
+    )
+    brushed = any(
+        0 < abs(n.pitch - note.pitch) <= TRILL_MAX_INTERVAL and abs(n.onset - note.onset) <= STRUCK_TOGETHER_S
+        for n in notes
+    )
+    if brushed:
+        near &= na["is_grace"][special].astype(bool)
+    return bool(np.any(near))
 
 
 def _take_span(score: Score, matched_beats: np.ndarray) -> tuple[float, float]:

@@ -18,13 +18,13 @@ candidate extra key only where nothing else explains it:
   -3.7 to 0), and it lies at C3 or above: lower, a semitone (under 8 Hz) is narrower than the transcriber's
   spectral bins (10.8 Hz: a 4096-sample window at 44.1 kHz), and a struck bass key's bleed reached -2.1.
 
-The verification (`verify.issue_features`) gives these candidates features of their own (the peak's score),
-so the confidence model weighs them apart from transcribed extra notes. They are made only when asked
-(`report_from_notes(..., faint_keys=True)`, `bench_analysis.py --faint`): on the benchmark's 8 tuning pieces
-they found one more mistaken bar (a brushed key: 7 of 10 against 6) and added one false flag (a key a semitone
-below a loud E3 in a forte chord, scored -0.7), and the share of stated note issues that are real fell from
-0.907 to 0.894, under the 0.9 target; on the 8 held-out pieces they found nothing more (brushed 5 of 10 either
-way) and added one false flag (0.33 → 0.65 a minute) — so `llaqo analyze` does not make them by default.
+Such a peak is a candidate only where the take's spectrum needs the key (`spectrum.explained_gain` at least
+`metrics.FAINT_MIN_GAIN`): the transcriber's sub-threshold score alone did not separate brushed keys from
+leaks (on the benchmark's 8 tuning pieces it found one more brushed key and added one false flag, a key a
+semitone below a loud E3 in a forte chord scored -0.7; on the 8 held-out pieces it found nothing more and added
+one). The verification (`verify.issue_features`) gives these candidates features of their own (the peak's score
+and the spectrum's gain), so the confidence model weighs them apart from transcribed extra notes. `Analyzer`
+makes them for every take (`report_from_notes(..., spectrum=OnsetSpectrum(audio, rate))`).
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ from llaqo_model.analysis.align import align_to_score
 from llaqo_model.analysis.metrics import build_bars, score_free_measures, score_measures
 from llaqo_model.analysis.report import DEFAULT_MIN_CONFIDENCE, Note, PedalInterval, PerformanceReport
 from llaqo_model.analysis.score import Score, load_score
+from llaqo_model.analysis.spectrum import OnsetSpectrum
 from llaqo_model.analysis.transcribe import OnsetEvidence, Transcriber, TranscriberConfig
 from llaqo_model.io import DEFAULT_MAX_DURATION_S, check_samples, load_audio, resample, to_mono
 
@@ -63,7 +64,8 @@ class Analyzer:
     def _analyze(self, samples: np.ndarray, audio_name: str, score: Score | None) -> PerformanceReport:
         heard = self.transcriber.transcribe_with_evidence(samples)
         duration_s = len(samples) / self.sample_rate
-        report = report_from_notes(heard.notes, heard.pedal, duration_s, audio_name, score, heard.evidence)
+        spectrum = OnsetSpectrum(samples, self.sample_rate)
+        report = report_from_notes(heard.notes, heard.pedal, duration_s, audio_name, score, heard.evidence, spectrum)
         report.min_confidence = self.min_confidence
         return report
 
@@ -75,12 +77,12 @@ def report_from_notes(
     audio_name: str,
     score: Score | None,
     evidence: OnsetEvidence | None = None,
-    faint_keys: bool = False,
+    spectrum: OnsetSpectrum | None = None,
 ) -> PerformanceReport:
     """Build the report from performed notes (transcribed or from MIDI) and an optional score; with the
-    transcriber's `evidence` each note issue is checked against the audio (`verify.py`), and with `faint_keys`
-    keys heard struck under its threshold are extra-note candidates too (`faint.py`; off by default: on the
-    benchmark they found one more brushed key and added one more false flag, see README)."""
+    transcriber's `evidence` each note issue is checked against the audio (`verify.py`), and with the audio's
+    `spectrum` too, keys heard struck under the transcriber's threshold whose partials the spectrum needs are
+    extra-note candidates (`faint.py`, `spectrum.py`), as `Analyzer` makes every report."""
     report = PerformanceReport(
         audio=audio_name,
         score=score.path if score is not None else None,
@@ -96,7 +98,7 @@ def report_from_notes(
         report.alignment = alignment.summary
         report.score_notes = alignment.score_notes()
         if alignment.summary.matches_score:
-            report.bars = build_bars(score, alignment, notes, pedal, evidence, faint_keys)
+            report.bars = build_bars(score, alignment, notes, pedal, evidence, spectrum)
             report.measures = score_measures(report.bars, report.measures)
             report.measures.written_tempo_bpm = score.written_tempo_bpm
             report.available_measures = sorted(set(report.available_measures) | {"score"})

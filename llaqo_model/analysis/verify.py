@@ -18,11 +18,11 @@ heard (masked by them) gets a weight of its own from a refit on 16 tuning pieces
 nearly drops the written key's own evidence (a key heard just under the threshold would be stated missed),
 so it is not shipped: the feature is computed and weighs 0 until a refit on cleaner labels keeps both.
 
-Extra notes heard only under the transcriber's threshold (`faint.py`, made candidates with `faint_keys`) have
-features of their own; the extra-note weights were refitted with them on 8 tuning pieces (`--faint --fit`:
-22 such candidates, 7 real; the transcribed extras, 35 of 35 real, keep a confidence of 0.84 and up), and the
-missed and wrong weights kept (that refit drops the written key's own evidence again, as above). A brushed key
-is stated when its peak scores above about -1.8; a key transcribed at full strength always scores above it.
+Extra notes heard only under the transcriber's threshold (`faint.py`, made candidates where the audio's spectrum
+needs the key, `spectrum.py`) have features of their own: the peak's score and the spectrum's gain. The
+extra-note weights were refitted with them on 8 tuning pieces (`bench_analysis.py --fit extra_note`: 39
+candidates, 38 real; few, so the refit mostly says that candidates past the spectrum check are real), the
+missed and wrong weights kept (refitting them drops the written key's own evidence again, as above).
 """
 
 from __future__ import annotations
@@ -32,12 +32,15 @@ import math
 import numpy as np
 
 from llaqo_model.analysis.report import Issue, IssueKind, Note
+from llaqo_model.analysis.spectrum import OnsetSpectrum
 from llaqo_model.analysis.transcribe import OnsetEvidence
 
 EXPECTED_REACH_S = 0.1  # where a written note may start around its time-map time (chords spread, rubato)
 OWN_REACH_S = 0.035  # a transcribed note's own onset: within about one and a half frames
 EVIDENCE_CLIP = 12.0  # scores beyond ±12 are all "certainly struck / certainly not": clip before weighting
 NEIGHBOUR_WINDOW_S = 1.0  # the notes an extra note is compared with for loudness
+BRUSHED_GAIN = 0.1  # about what a brushed key adds to the fit of the spectrum (`spectrum.explained_gain`)…
+GAIN_CLIP = 3.0  # …and beyond three times that, a key is as surely there as it gets
 # The direction each feature of `issue_features` may push the confidence (the fit keeps these signs): a missed
 # note is less likely the more its key was heard; a wrong note more likely the more the played key and the
 # less the written key were heard; an extra note more likely the clearer and the louder it was struck, and a
@@ -45,13 +48,13 @@ NEIGHBOUR_WINDOW_S = 1.0  # the notes an extra note is compared with for loudnes
 SIGNS: dict[IssueKind, tuple[int, ...]] = {
     IssueKind.MISSED_NOTE: (-1, -1),
     IssueKind.WRONG_NOTE: (-1, 1),
-    IssueKind.EXTRA_NOTE: (1, 1, -1, 1),
+    IssueKind.EXTRA_NOTE: (1, 1, -1, 1, 1),
 }
 # Logistic weights (bias, then one per feature of `issue_features`), fitted by bench_analysis.py --fit.
 WEIGHTS: dict[IssueKind, tuple[float, ...]] = {
     IssueKind.MISSED_NOTE: (-0.397, -0.357, 0.0),
     IssueKind.WRONG_NOTE: (-2.754, 0.0, 2.024),
-    IssueKind.EXTRA_NOTE: (1.654, 1.044, 0.0, -0.596, 0.587),
+    IssueKind.EXTRA_NOTE: (4.019, 0.475, 0.0, -0.225, 1.096, 0.638),
 }
 
 
@@ -59,7 +62,9 @@ def _clip(score: float) -> float:
     return float(np.clip(score, -EVIDENCE_CLIP, EVIDENCE_CLIP))
 
 
-def issue_features(issue: Issue, evidence: OnsetEvidence, notes: list[Note]) -> tuple[float, ...] | None:
+def issue_features(
+    issue: Issue, evidence: OnsetEvidence, notes: list[Note], spectrum: OnsetSpectrum | None = None
+) -> tuple[float, ...] | None:
     """The audio evidence about one candidate note issue (None for other kinds):
 
     * missed: the written key's onset evidence near its expected time, and that evidence again (rescaled to
@@ -67,9 +72,11 @@ def issue_features(issue: Issue, evidence: OnsetEvidence, notes: list[Note]) -> 
       voice of a chord whose other tones sounded is masked by them, so a faint peak means more there;
     * wrong: the written key's evidence there, and the played key's at its onset;
     * extra, transcribed: the played key's evidence at its onset, log2 of its velocity over its neighbours'
-      median, then 0, 0;
-    * extra, heard only under the transcriber's threshold (no note of its own, `faint.py`): 0, 0, then 1 and
-      the peak's score (from `faint.FAINT_FLOOR` to 0).
+      median, then 0, 0, 0;
+    * extra, heard only under the transcriber's threshold (no note of its own, `faint.py`): 0, 0, then 1, the
+      peak's score (from `faint.FAINT_FLOOR` to 0), and how much of the spectrum there the key alone explains
+      (`spectrum.explained_gain` in units of `BRUSHED_GAIN`; such candidates are made only where the spectrum
+      is at hand).
     """
     if issue.kind == IssueKind.MISSED_NOTE and issue.expected_pitch is not None:
         heard = _clip(evidence.at(issue.expected_pitch, issue.time_s, EXPECTED_REACH_S))
@@ -83,10 +90,11 @@ def issue_features(issue: Issue, evidence: OnsetEvidence, notes: list[Note]) -> 
         heard = _clip(evidence.at(issue.pitch, issue.time_s, OWN_REACH_S))
         own = next((n for n in notes if n.pitch == issue.pitch and abs(n.onset - issue.time_s) < 1e-3), None)
         if own is None:
-            return 0.0, 0.0, 1.0, min(heard, 0.0)
+            gain = spectrum.explained_gain(issue.pitch, issue.time_s) if spectrum is not None else 0.0
+            return 0.0, 0.0, 1.0, min(heard, 0.0), min(gain / BRUSHED_GAIN, GAIN_CLIP)
         nearby = [n.velocity for n in notes if abs(n.onset - issue.time_s) < NEIGHBOUR_WINDOW_S and n is not own]
         loudness = math.log2(own.velocity / float(np.median(nearby))) if nearby else 0.0
-        return heard, float(np.clip(loudness, -3, 3)), 0.0, 0.0
+        return heard, float(np.clip(loudness, -3, 3)), 0.0, 0.0, 0.0
     return None
 
 
@@ -97,9 +105,11 @@ def confidence(kind: IssueKind, features: tuple[float, ...]) -> float:
     return round(1.0 / (1.0 + math.exp(-z)), 3)
 
 
-def verify_issues(issues: list[Issue], evidence: OnsetEvidence, notes: list[Note]) -> None:
+def verify_issues(
+    issues: list[Issue], evidence: OnsetEvidence, notes: list[Note], spectrum: OnsetSpectrum | None = None
+) -> None:
     """Set the confidence of every wrong, missed and extra note in `issues` from the audio evidence."""
     for issue in issues:
-        features = issue_features(issue, evidence, notes)
+        features = issue_features(issue, evidence, notes, spectrum)
         if features is not None:
             issue.confidence = confidence(issue.kind, features)
