@@ -44,6 +44,7 @@ from llaqo_backend.worker import FINISH, SCORE, SEGMENT, ModelWorker, Worker
 from llaqo_model.analysis.pipeline import report_from_notes
 from llaqo_model.analysis.report import Note, PedalInterval, PerformanceReport
 from llaqo_model.analysis.score import Score, score_from_bytes
+from llaqo_model.analysis.spectrum import OnsetSpectrum
 from llaqo_model.analysis.stream import Resampler, StreamingTranscription
 from llaqo_model.analysis.transcribe import Transcriber
 from llaqo_model.errors import AudioError, LlaqoError
@@ -321,13 +322,16 @@ class Engine:
             return None
 
     async def report(self, take: LiveTake, score: Score | None, audio_name: str) -> PerformanceReport:
-        """The take's report against `score` (built once per score; waits for the transcription)."""
+        """The take's report against `score` (built once per score; waits for the transcription). Where the
+        take's audio is kept (a model is loaded), keys heard under the transcriber's threshold are checked
+        in its spectrum as `llaqo analyze` does; otherwise the audio is freed once transcribed and they are not."""
         notes, pedal = await asyncio.shield(take.notes)
         if take.report is None or take.report_score is not score:
             take.report = await self.worker.submit(
                 FINISH,
                 lambda: report_from_notes(
-                    notes, pedal, take.duration_s, audio_name, score, take.transcription.evidence
+                    notes, pedal, take.duration_s, audio_name, score, take.transcription.evidence,
+                    OnsetSpectrum(take.samples(), take.model_rate) if take.keep_audio else None,
                 ),
             )
             take.report_score = score
