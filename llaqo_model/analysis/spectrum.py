@@ -11,7 +11,10 @@ compete, so the key's template only counts where no other key's partials do the 
 conservative in dense chords, where it is 0 more often than not.
 
 On the benchmark's tuning pieces (`benchmarks/bench_analysis.py`, three SoundFonts, reverberant chains) brushed keys
-heard under the threshold gained 0.10–0.14 and keys only leaking from their neighbours at most 0.05.
+heard under the threshold gained 0.10–0.14 and keys only leaking from their neighbours at most 0.05. The gain
+depends on the piano's sound: a key struck at 40 beside a chord at 72 gains 0.17 on MuseScore General's sampled
+piano, 0.03 on TimGM6mb and 0.015 on FluidR3 (at 60: 0.47, 0.07, 0.10), so the check misses soft brushed keys on
+some pianos; it does not invent them (an unstruck key gains 0–0.03).
 """
 
 from __future__ import annotations
