@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import parangonar as pa
 
-from llaqo_model.analysis.report import AlignmentSummary, Note, ScoreNote
+from llaqo_model.analysis.report import AlignmentSummary, Note, ScoreNote, struck_beside
 from llaqo_model.analysis.score import Score
 
 MIN_COVERAGE = 0.5  # under half the score's notes (or half the take's) matched: another piece, or no piece
@@ -463,11 +463,7 @@ def _ornamental(alignment: Alignment, note: Note, notes: list[Note]) -> bool:
     near = (np.abs(times - note.onset) < ORNAMENT_WINDOW_S) & (
         np.abs(na["pitch"][special] - note.pitch) <= ORNAMENT_MAX_INTERVAL
     )
-    brushed = any(
-        0 < abs(n.pitch - note.pitch) <= TRILL_MAX_INTERVAL and abs(n.onset - note.onset) <= STRUCK_TOGETHER_S
-        for n in notes
-    )
-    if brushed:
+    if struck_beside(note.pitch, note.onset, notes, STRUCK_TOGETHER_S):
         near &= na["is_grace"][special].astype(bool)
     return bool(np.any(near))
 

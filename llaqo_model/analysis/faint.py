@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from llaqo_model.analysis.report import Note
+from llaqo_model.analysis.report import Note, struck_beside
 from llaqo_model.analysis.transcribe import LOWEST_KEY, OnsetEvidence
 
 FAINT_FLOOR = -4.0  # scores under this are background: a key not struck scores -5 to -11, a neighbour's bleed -4.3
@@ -42,7 +42,6 @@ WITH_STRIKE_S = 0.05  # a brushed key sounds within 50 ms of the strike that bru
 WRITTEN_REACH_S = 0.15  # a written key this close in time is a soft written note, not an extra one
 OWN_NOTE_S = 0.4  # the key struck this shortly before is its own note re-heard (decay, release)
 LOWEST_BRUSHED = 48  # C3: below it a struck key's evidence spreads onto its neighbours (see the module docstring)
-BRUSH_SEMITONES = 2  # a finger brushes a neighbouring key: one or two semitones from the key it strikes
 PARTIALS = (12, 19, 24)  # 2nd, 3rd, 4th partials of a struck note: an octave, a twelfth, a double octave above
 
 
@@ -81,7 +80,7 @@ def _unexplained(strike: FaintStrike, notes: list[Note], written: list[tuple[int
     if pitch < LOWEST_BRUSHED:
         return False
     struck = [n for n in notes if abs(n.onset - t) <= WITH_STRIKE_S]
-    beside = any(0 < abs(n.pitch - pitch) <= BRUSH_SEMITONES for n in struck)
+    beside = struck_beside(pitch, t, struck, WITH_STRIKE_S)
     partial = any(pitch - n.pitch in PARTIALS for n in struck)
     is_written = any(p == pitch and abs(w - t) <= WRITTEN_REACH_S for p, w in written)
     own_note = any(

@@ -15,6 +15,7 @@ from llaqo_model.analysis.align import TRILL_MIN_NOTES, Alignment
 from llaqo_model.analysis.faint import FaintStrike, faint_strikes
 from llaqo_model.analysis.report import (
     DEFAULT_MIN_CONFIDENCE,
+    NEIGHBOUR_SEMITONES,
     NOTE_ERROR_KINDS,
     Bar,
     Issue,
@@ -22,6 +23,7 @@ from llaqo_model.analysis.report import (
     Measures,
     Note,
     PedalInterval,
+    struck_beside,
 )
 from llaqo_model.analysis.score import Score, pitch_name, spelled_name
 from llaqo_model.analysis.spectrum import OnsetSpectrum
@@ -46,7 +48,6 @@ RESTRIKE_MIN_GAP_S = 0.02  # …struck at least this much before (not the note i
 HELD_TOLERANCE_S = 0.05  # a note ending this shortly before still counts as held
 OVERTONE_WINDOW_S = 0.02  # an octave-higher "note" this close to the lower one's onset is its overtone
 REARTICULATION_S = 0.2  # the written key struck again this close to its written strike: a bounce, not another note
-SLIP_SEMITONES = 2  # a finger landing on a neighbouring key: the slip a wrong note usually is
 NEIGHBOUR_WINDOW_S = 1.0  # an extra note's loudness is compared with the notes this close
 IOI_RANGE_S = (0.06, 2.0)  # inter-onset gaps outside this are grace notes or pauses, not the pulse
 TEMPO_RANGE_BPM = (60.0, 180.0)  # the IOI beat is doubled or halved into the range a pulse is felt in
@@ -350,12 +351,9 @@ def _neighbour_slip(issue: Issue, notes: list[Note]) -> bool:
     """A wrong note one or two semitones from the written one, or an extra note struck together with a
     played note one or two semitones away (a brushed neighbouring key)."""
     if issue.kind == IssueKind.WRONG_NOTE and issue.pitch is not None and issue.expected_pitch is not None:
-        return abs(issue.pitch - issue.expected_pitch) <= SLIP_SEMITONES
+        return abs(issue.pitch - issue.expected_pitch) <= NEIGHBOUR_SEMITONES
     if issue.kind == IssueKind.EXTRA_NOTE and issue.pitch is not None:
-        return any(
-            0 < abs(n.pitch - issue.pitch) <= SLIP_SEMITONES and abs(n.onset - issue.time_s) <= CHORD_WINDOW_S
-            for n in notes
-        )
+        return struck_beside(issue.pitch, issue.time_s, notes, CHORD_WINDOW_S)
     return False
 
 

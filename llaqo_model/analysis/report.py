@@ -74,6 +74,17 @@ class Note:
     velocity: int
 
 
+NEIGHBOUR_SEMITONES = 2  # a finger slips or brushes onto a key one or two semitones from the one it meant
+
+
+def struck_beside(pitch: int, time_s: float, notes: list[Note], within_s: float) -> bool:
+    """Whether a key one or two semitones from `pitch` was struck within `within_s` of `time_s`: the key a
+    finger meant, when `pitch` is one it slipped or brushed onto."""
+    return any(
+        0 < abs(n.pitch - pitch) <= NEIGHBOUR_SEMITONES and abs(n.onset - time_s) <= within_s for n in notes
+    )
+
+
 @dataclass
 class PedalInterval:
     """A sustain-pedal press, in seconds."""

@@ -49,6 +49,7 @@ class OnsetSpectrum:
         self.freqs = freqs[self.bins]
         self.window = np.hanning(self.size).astype(np.float32)
         self.templates = np.stack([self._template(p) for p in range(LOWEST_KEY, HIGHEST_KEY + 1)], axis=1)
+        self._gains: dict[tuple[int, float], float] = {}  # a candidate is gated, then weighed: one fit each
 
     def _template(self, pitch: int) -> np.ndarray:
         """Unit-norm harmonic comb of a key: partials at n·f0·sqrt(1 + B n²), falling off as 1/n."""
@@ -75,6 +76,11 @@ class OnsetSpectrum:
         squared residual without it, over the squared residual with it (0 when it adds nothing)."""
         if not LOWEST_KEY <= pitch <= HIGHEST_KEY:
             return 0.0
+        if (pitch, time_s) not in self._gains:
+            self._gains[pitch, time_s] = self._gain(pitch, time_s)
+        return self._gains[pitch, time_s]
+
+    def _gain(self, pitch: int, time_s: float) -> float:
         after = self._magnitude(time_s - ONSET_LEAD_S)
         before = self._magnitude(time_s - BEFORE_GAP_S - WINDOW_S)
         with_key = np.column_stack([before, self.templates])
