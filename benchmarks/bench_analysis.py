@@ -660,8 +660,9 @@ def main() -> int:
 
 
 def memory_and_40s(asap: Path, transcriber: Transcriber, skip_memory: bool) -> None:
-    """RTF of the whole analysis (transcription with evidence, alignment, verification) of a 40 s take
-    against its score, and peak RSS of `llaqo analyze` on a 5-minute take (separate process)."""
+    """RTF of the whole analysis (transcription with evidence, alignment, verification with the spectrum check,
+    as `llaqo analyze` makes it) of a 40 s take against its score, and peak RSS of `llaqo analyze` on a
+    5-minute take (separate process)."""
     for row in sample_pieces(asap, 1):
         if row["folder"].startswith("Chopin"):
             try:
@@ -675,7 +676,7 @@ def memory_and_40s(asap: Path, transcriber: Transcriber, skip_memory: bool) -> N
         t = time.perf_counter()
         heard = transcriber.transcribe_with_evidence(audio)
         t_tr = time.perf_counter() - t
-        report_from_notes(heard.notes, heard.pedal, 40.0, "forty", score, heard.evidence)
+        report_from_notes(heard.notes, heard.pedal, 40.0, "forty", score, heard.evidence, OnsetSpectrum(audio, RATE))
         t_all = time.perf_counter() - t
         print(
             f"40 s take ({row['folder']}): transcription with evidence {t_tr:.1f} s (RTF {t_tr / 40:.2f}), "
