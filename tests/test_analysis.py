@@ -293,3 +293,24 @@ def test_a_chord_tone_left_out_is_missed_in_its_bar_not_paired_with_the_same_key
     assert {(bar, kind, expected) for bar, kind, _, expected in added if kind in NOTE_ERROR_KINDS} == {
         (4, IssueKind.MISSED_NOTE, 67)
     }
+
+
+def test_a_repeated_note_left_out_under_the_pedal_is_still_a_missed_note(chorale):
+    """The second of two repeated notes skipped while the pedal holds the first: the key keeps sounding, but
+    the written re-strike was not played, and the report says so in its bar."""
+    from llaqo_model.analysis.report import PedalInterval
+
+    bpm = 120.0
+    notes = mechanical_performance(chorale, bpm=bpm)
+    beat_s = 60.0 / bpm
+    bar, i = next(
+        (bar, i)
+        for bar in range(1, 10)
+        for i in [note_in_bar(chorale, notes, bar, which=which, bpm=bpm) for which in range(8)]
+        if any(m.pitch == notes[i].pitch and 0 < notes[i].onset - m.onset <= beat_s for m in notes)
+    )
+    take = notes[:i] + notes[i + 1 :]
+    report = report_from_notes(take, [PedalInterval(0.0, take[-1].offset)], take[-1].offset + 1, "t", chorale)
+    assert _errors(report) == [(bar, IssueKind.MISSED_NOTE)]
+    missed = next(issue for _, issue in report.stated_issues() if issue.kind == IssueKind.MISSED_NOTE)
+    assert missed.expected_pitch == notes[i].pitch and abs(missed.time_s - notes[i].onset) < 0.05

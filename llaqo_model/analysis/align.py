@@ -23,8 +23,9 @@ MIN_COVERAGE = 0.5  # under half the score's notes (or half the take's) matched:
 MIN_SCORE_FRACTION = 0.2  # a take that plays under a fifth of the given score is not a take of that passage
 WRONG_NOTE_WINDOW_S = 0.12  # a missed and an extra note this close to its chord (or expected time) are one wrong note
 WRONG_NOTE_MAX_INTERVAL = 7  # …and at most a fifth apart (a slip or a misread, not another voice)
-ORNAMENT_WINDOW_S = 1.2  # extra notes this close to a written ornament or grace note may realise it
+ORNAMENT_WINDOW_S = 1.2  # extra notes this close to a written ornament may realise it
 ORNAMENT_MAX_INTERVAL = 3  # …and this close in pitch (a turn spans a third around its note)
+GRACE_WINDOW_S = 0.4  # a grace note is played just before or on its main note (a long appoggiatura: a little later)
 STRUCK_TOGETHER_S = 0.03  # two keys this close are one strike: the notes of a trill or turn follow each other
 DEFAULT_BEAT_S = 0.5  # time map with fewer than two points: assume 120 beats per minute
 RESTART_MIN_NOTES = 3  # fewer abandoned notes are slips, not an attempt
@@ -46,6 +47,8 @@ MIN_DURATION_S = 1e-3  # parangonar needs positive durations; a 0-length transcr
 MIN_TIME_STEP_S = 1e-3  # consecutive time-map points must be at least this far apart to stay monotone
 MATCH_REACH_S = 0.8  # a note matched this far from its score note's time-map time (more than rubato or a rolled chord
 # moves a note) was paired with the wrong one
+REPAIR_MIN_ERROR_S = 0.15  # a pair this far off its time-map time (over a chord's spread) may be the wrong instance…
+REPAIR_GAIN = 3.0  # …and is re-paired when a free note of the same key fits at least three times closer
 
 _PERF_DTYPE = [
     ("onset_sec", "f4"),
@@ -320,6 +323,7 @@ def _align(score: Score, notes: list[Note]) -> Alignment:
             extra.append(p_index[str(entry["performance_id"])])
     result.time_map = _fit(matched, na, notes)
     matched, missed, extra = _repair_far_matches(result.time_map, matched, missed, extra, na, notes)
+    matched, missed, extra = _repair_instances(result.time_map, matched, missed, extra, na, notes)
     matched.sort(key=lambda sp: na["onset_beat"][sp[0]])
     s_beats = np.array([na["onset_beat"][s] for s, _ in matched], dtype=float)
     result.time_map = _fit(matched, na, notes)
@@ -398,6 +402,44 @@ def _repair_far_matches(
     return matched, sorted(free_s), sorted(free_p)
 
 
+def _repair_instances(
+    time_map: TimeMap,
+    matched: list[tuple[int, int]],
+    missed: list[int],
+    extra: list[int],
+    na: np.ndarray,
+    notes: list[Note],
+) -> tuple[list[tuple[int, int]], list[int], list[int]]:
+    """Move a match to the neighbouring instance of the same key where that fits far better in time. With a key
+    repeated (an accompaniment's repeated chord, a repeated melody note) the matcher may pair the one played
+    note with the written instance before or after the one it belongs to: a re-strike left out is then
+    reported at the wrong time (where the key did sound), and an extra strike of the key is taken for the
+    next written one. A pair more than `REPAIR_MIN_ERROR_S` off its time-map time moves to a missed written note
+    of its key that is `REPAIR_GAIN` times closer (the left-out note is then the other instance), and a written
+    note so paired takes an extra played note of its key that is that much closer (the far note is extra)."""
+    expected = time_map(na["onset_beat"])
+    missed_set, extra_set = set(missed), set(extra)
+    repaired: list[tuple[int, int]] = []
+    for s, p in sorted(matched, key=lambda sp: -abs(notes[sp[1]].onset - expected[sp[0]])):
+        error = abs(notes[p].onset - expected[s])
+        if error > REPAIR_MIN_ERROR_S:
+            pitch = notes[p].pitch
+            other_s = [o for o in missed_set if na["pitch"][o] == pitch]
+            other_p = [o for o in extra_set if notes[o].pitch == pitch]
+            best_s = min(other_s, key=lambda o: abs(notes[p].onset - expected[o]), default=None)
+            best_p = min(other_p, key=lambda o: abs(notes[o].onset - expected[s]), default=None)
+            if best_s is not None and REPAIR_GAIN * abs(notes[p].onset - expected[best_s]) <= error:
+                missed_set.discard(best_s)
+                missed_set.add(s)
+                s = best_s
+            elif best_p is not None and REPAIR_GAIN * abs(notes[best_p].onset - expected[s]) <= error:
+                extra_set.discard(best_p)
+                extra_set.add(p)
+                p = best_p
+        repaired.append((s, p))
+    return repaired, sorted(missed_set), sorted(extra_set)
+
+
 def added_trills(extra: list[int], notes: list[Note]) -> list[tuple[set[int], int]]:
     """Extra notes that, with the notes around them, alternate quickly between two neighbouring keys: a trill or
     mordent the player added. One (extra-note indices, ornamented pitch) per ornament, at least two extra notes
@@ -460,11 +502,11 @@ def _ornamental(alignment: Alignment, note: Note, notes: list[Note]) -> bool:
     if len(special) == 0 or alignment.time_map is None:
         return False
     times = alignment.time_map(na["onset_beat"][special] + na["duration_beat"][special] / 2)
-    near = (np.abs(times - note.onset) < ORNAMENT_WINDOW_S) & (
-        np.abs(na["pitch"][special] - note.pitch) <= ORNAMENT_MAX_INTERVAL
-    )
+    grace = na["is_grace"][special].astype(bool)
+    reach = np.where(grace, GRACE_WINDOW_S, ORNAMENT_WINDOW_S)
+    near = (np.abs(times - note.onset) < reach) & (np.abs(na["pitch"][special] - note.pitch) <= ORNAMENT_MAX_INTERVAL)
     if struck_beside(note.pitch, note.onset, notes, STRUCK_TOGETHER_S):
-        near &= na["is_grace"][special].astype(bool)
+        near &= grace
     return bool(np.any(near))
 
 

@@ -43,9 +43,6 @@ GRAZE_VELOCITY_RATIO = 0.6  # an extra key under 60% of its neighbours' velocity
 GRAZE_DURATION_S = 0.05  # …or shorter than 50 ms was grazed, not played (notes from MIDI)
 UNCLEAR_MIN_ERRORS = 3  # at least this many note differences in a bar…
 UNCLEAR_FRACTION = 0.3  # …and at least 30% of its notes make the bar unclear
-RESTRIKE_WINDOW_S = 0.6  # the same key struck this shortly before and still sounding: a skipped re-strike
-RESTRIKE_MIN_GAP_S = 0.02  # …struck at least this much before (not the note itself, early)
-HELD_TOLERANCE_S = 0.05  # a note ending this shortly before still counts as held
 OVERTONE_WINDOW_S = 0.02  # an octave-higher "note" this close to the lower one's onset is its overtone
 REARTICULATION_S = 0.2  # the written key struck again this close to its written strike: a bounce, not another note
 NEIGHBOUR_WINDOW_S = 1.0  # an extra note's loudness is compared with the notes this close
@@ -174,7 +171,7 @@ def build_bars(
         bar.notes_matched = len(pairs)
         if end_s - start_s > MIN_BAR_S and len(pairs) >= 2:
             bar.tempo_bpm = round(float(60 * (r["end_beat"] - r["start_beat"]) / (end_s - start_s)), 1)
-        _note_errors(bar, r, score, alignment, notes, pedal, heard=evidence is not None)
+        _note_errors(bar, r, score, alignment, notes, heard=evidence is not None)
         _faint_extras(bar, faint, score)
         if evidence is not None:
             verify_issues(bar.issues, evidence, notes, spectrum)
@@ -193,7 +190,6 @@ def _note_errors(
     score: Score,
     alignment: Alignment,
     notes: list[Note],
-    pedal: list[PedalInterval],
     heard: bool,
 ) -> None:
     """The bar's wrong, missed and extra notes, restarts and added ornaments. Notes from MIDI (`heard`
@@ -223,7 +219,7 @@ def _note_errors(
             )
     for s in alignment.missed:
         t = float(alignment.time_map(na["onset_beat"][s])) if alignment.time_map else 0.0
-        if in_row(s) and not _still_sounding(int(na["pitch"][s]), t, notes, pedal):
+        if in_row(s):
             bar.issues.append(
                 Issue(
                     kind=IssueKind.MISSED_NOTE,
@@ -310,18 +306,6 @@ def _faint_extras(bar: Bar, faint: list[tuple[FaintStrike, int | None]], score: 
                     pitch=strike.pitch,
                 )
             )
-
-
-def _still_sounding(pitch: int, time_s: float, notes: list[Note], pedal: list[PedalInterval]) -> bool:
-    """The same pitch was struck just before and still rings (held or pedalled): a skipped re-strike is
-    barely audible, unlike a note that is simply not there."""
-    pedalled = any(p.onset <= time_s <= p.offset for p in pedal)
-    return any(
-        n.pitch == pitch
-        and time_s - RESTRIKE_WINDOW_S <= n.onset < time_s - RESTRIKE_MIN_GAP_S
-        and (pedalled or n.offset >= time_s - HELD_TOLERANCE_S)
-        for n in notes
-    )
 
 
 def _mark_unclear(bar: Bar, notes: list[Note]) -> None:
