@@ -118,9 +118,7 @@ def test_rushed_bar_is_flagged_as_rushing(chorale, clean_notes):
             return t0 + (t - t0) * squeeze
         return t - (t1 - t0) * (1 - squeeze)
 
-    notes = [
-        replace(n, onset=warp(n.onset), offset=max(warp(n.offset), warp(n.onset) + 0.05)) for n in clean_notes
-    ]
+    notes = [replace(n, onset=warp(n.onset), offset=max(warp(n.offset), warp(n.onset) + 0.05)) for n in clean_notes]
     report = report_from_notes(notes, [], notes[-1].offset + 1, "t", chorale)
     assert report.bars_with(IssueKind.RUSHING) == [6]
     assert _errors(report) == []
@@ -139,10 +137,7 @@ def test_score_free_report_says_what_was_measured(wrong_take_report, clean_notes
     assert {"tempo", "dynamics", "articulation", "asynchrony"} <= set(report.available_measures)
     assert "score" not in report.available_measures
     assert "score" in wrong_take_report.available_measures
-    assert (
-        abs(report.measures.ioi_tempo_bpm - 2 * BPM) < 10
-        or abs(report.measures.ioi_tempo_bpm - BPM) < 5
-    )
+    assert abs(report.measures.ioi_tempo_bpm - 2 * BPM) < 10 or abs(report.measures.ioi_tempo_bpm - BPM) < 5
 
 
 def test_json_contract_keys_and_round_trip(wrong_take_report):
@@ -263,21 +258,38 @@ def test_a_trill_heard_in_the_audio_is_one_ornament_and_not_a_restart(analyzer, 
     assert [(bar, i.kind) for bar, i in report.stated_issues() if i.kind in named] == [(4, IssueKind.ORNAMENT)]
 
 
+def _asap_excerpt(folder, performance: str, first_bar: int, last_bar: int):
+    """Score bars `first_bar`..`last_bar` of an ASAP piece and what the expert played in them (notes, pedal, end s)."""
+    from llaqo_model.analysis.score import load_score
+    from llaqo_model.io import read_performance_midi
+
+    lines = (folder / f"{performance}_annotations.txt").read_text().splitlines()
+    downbeats = [float(line.split("\t")[0]) for line in lines if line.split("\t")[2].startswith("db")]
+    score = load_score(folder / "xml_score.mxl").bar_range(first_bar, last_bar)
+    notes, pedal = read_performance_midi(folder / f"{performance}.mid")
+    start, end = downbeats[first_bar - 1] - 0.08, downbeats[last_bar] - 0.08  # bar 1 is the first downbeat
+    return score, [n for n in notes if start <= n.onset < end], pedal, end
+
+
+def _added_note_errors(clean: PerformanceReport, take: PerformanceReport) -> set[tuple[int, str, int | None]]:
+    """(bar, kind, written key) of the note errors stated on `take` and not on `clean`."""
+    before = {(bar, i.kind, i.pitch, i.expected_pitch) for bar, i in clean.stated_issues()}
+    return {
+        (bar, i.kind, i.expected_pitch)
+        for bar, i in take.stated_issues()
+        if i.kind in NOTE_ERROR_KINDS and (bar, i.kind, i.pitch, i.expected_pitch) not in before
+    }
+
+
 def test_a_chord_tone_left_out_is_missed_in_its_bar_not_paired_with_the_same_key_a_second_later(shared_dir):
     """Bach's Prelude BWV 874 played by an expert (ASAP), bars 3–10, with the last G4 of bar 4 (struck with A2
     and E5) left out: the G4 in bar 4 was not played, and nothing else changes (the matcher paired it with a G4
     played over a second later, which left a "missed F♯4" in bar 5 instead)."""
     from llaqo_model.analysis.align import align_to_score
-    from llaqo_model.analysis.score import load_score
-    from llaqo_model.io import read_performance_midi
 
-    folder = shared_dir / "data" / "asap" / "Bach" / "Prelude" / "bwv_874"
-    lines = (folder / "BianF01M_annotations.txt").read_text().splitlines()
-    downbeats = [float(line.split("\t")[0]) for line in lines if line.split("\t")[2].startswith("db")]
-    score = load_score(folder / "xml_score.mxl").bar_range(3, 10)
-    notes, pedal = read_performance_midi(folder / "BianF01M.mid")
-    start, end = downbeats[2] - 0.08, downbeats[10] - 0.08  # bar 1 is the first downbeat
-    notes = [n for n in notes if start <= n.onset < end]
+    score, notes, pedal, end = _asap_excerpt(
+        shared_dir / "data" / "asap" / "Bach" / "Prelude" / "bwv_874", "BianF01M", 3, 10
+    )
     na = score.note_array
     chord_g4 = max(
         (s for s in range(len(na)) if na["bar"][s] == 4 and na["pitch"][s] == 67),
@@ -287,12 +299,7 @@ def test_a_chord_tone_left_out_is_missed_in_its_bar_not_paired_with_the_same_key
     clean = report_from_notes(notes, pedal, end, "clean", score)
     take = [n for i, n in enumerate(notes) if i != played]
     report = report_from_notes(take, pedal, end, "take", score)
-    added = {(bar, i.kind, i.pitch, i.expected_pitch) for bar, i in report.stated_issues()} - {
-        (bar, i.kind, i.pitch, i.expected_pitch) for bar, i in clean.stated_issues()
-    }
-    assert {(bar, kind, expected) for bar, kind, _, expected in added if kind in NOTE_ERROR_KINDS} == {
-        (4, IssueKind.MISSED_NOTE, 67)
-    }
+    assert _added_note_errors(clean, report) == {(4, IssueKind.MISSED_NOTE, 67)}
 
 
 def test_a_repeated_note_left_out_under_the_pedal_is_still_a_missed_note(chorale):
@@ -314,3 +321,52 @@ def test_a_repeated_note_left_out_under_the_pedal_is_still_a_missed_note(chorale
     assert _errors(report) == [(bar, IssueKind.MISSED_NOTE)]
     missed = next(issue for _, issue in report.stated_issues() if issue.kind == IssueKind.MISSED_NOTE)
     assert missed.expected_pitch == notes[i].pitch and abs(missed.time_s - notes[i].onset) < 0.05
+
+
+def test_an_extra_key_a_beat_after_a_grace_note_is_reported_not_taken_for_the_grace_note(tmp_path):
+    """A grace note is played just before its main note: a key a semitone from it struck a beat later is an
+    extra note (a trill or turn may stretch over a second, a grace note does not)."""
+    import music21
+
+    from llaqo_model.analysis.score import load_score
+
+    melody = music21.stream.Measure(number=1)
+    melody.append(music21.note.Note("D5", quarterLength=0.5).getGrace())
+    for name in ("C5", "E5", "F5", "G5"):
+        melody.append(music21.note.Note(name, quarterLength=1.0))
+    second = music21.stream.Measure(number=2)
+    for name in ("A5", "G5", "F5", "E5"):
+        second.append(music21.note.Note(name, quarterLength=1.0))
+    part = music21.stream.Part([music21.meter.TimeSignature("4/4"), melody, second])
+    path = tmp_path / "grace.musicxml"
+    music21.stream.Score([part]).write("musicxml", fp=str(path))
+    score = load_score(path)
+    assert score.note_array["is_grace"].sum() == 1
+
+    notes = mechanical_performance(score, bpm=BPM)
+    main = notes[0]
+    grace = Note(main.onset - 0.08, main.onset - 0.01, 74, main.velocity)
+    played = [grace, *notes]
+    assert _errors(report_from_notes(played, [], played[-1].offset + 1, "t", score)) == []
+    beat_two = notes[1]
+    slip = Note(beat_two.onset + 0.01, beat_two.offset, 73, main.velocity)
+    take = sorted([*played, slip], key=lambda n: (n.onset, n.pitch))
+    report = report_from_notes(take, [], take[-1].offset + 1, "t", score)
+    assert _errors(report) == [(1, IssueKind.EXTRA_NOTE)]
+    assert next(i for _, i in report.stated_issues() if i.kind == IssueKind.EXTRA_NOTE).pitch == 73
+
+
+def test_a_repeated_chord_tone_left_out_is_reported_at_its_own_time_not_at_the_next_strike(shared_dir):
+    """Mozart's Sonata K. 310 (ASAP, Bogdanovitch), bars 1–12, with one E4 of the left hand's repeated chords
+    in bar 4 (played at 7.36 s) left out: the E4 struck next must not be taken for it, which would put the
+    missed note at that next strike (7.58 s)."""
+    score, notes, pedal, end = _asap_excerpt(
+        shared_dir / "data" / "asap" / "Mozart" / "Piano_Sonatas" / "8-1", "Bogdanovitch01", 1, 12
+    )
+    left_out = next(i for i, n in enumerate(notes) if n.pitch == 64 and abs(n.onset - 7.36) < 0.02)
+    clean = report_from_notes(notes, pedal, end, "clean", score)
+    take = notes[:left_out] + notes[left_out + 1 :]
+    report = report_from_notes(take, pedal, end, "take", score)
+    assert _added_note_errors(clean, report) == {(4, IssueKind.MISSED_NOTE, 64)}
+    missed = next(i for bar, i in report.stated_issues() if bar == 4 and i.kind == IssueKind.MISSED_NOTE)
+    assert abs(missed.time_s - notes[left_out].onset) < 0.1

@@ -45,8 +45,9 @@ TRILL_MAX_INTERVAL = 2  # a trill alternates with a key at most a tone away
 TRILL_REACH_S = 1.5  # the notes around an extra note gathered to look for a trill
 MIN_DURATION_S = 1e-3  # parangonar needs positive durations; a 0-length transcribed note gets 1 ms
 MIN_TIME_STEP_S = 1e-3  # consecutive time-map points must be at least this far apart to stay monotone
-MATCH_REACH_S = 0.8  # a note matched this far from its score note's time-map time (more than rubato or a rolled chord
-# moves a note) was paired with the wrong one
+MATCH_REACH_S = 0.45  # a note matched this far from its score note's time-map time (more than a rolled chord or
+# rubato around the fitted map moves a note) was paired with the wrong one; 0.8 s let an extra key pair with its
+# written key half a second away (ASAP benchmark, 24 tuning pieces: the same false flags either way)
 REPAIR_MIN_ERROR_S = 0.15  # a pair this far off its time-map time (over a chord's spread) may be the wrong instance…
 REPAIR_GAIN = 3.0  # …and is re-paired when a free note of the same key fits at least three times closer
 
