@@ -62,6 +62,8 @@ _PERF_DTYPE = [
     ("channel", "i4"),
     ("id", "U256"),
 ]
+# The alignment's note pairing: (score, played) index pairs, missed score notes, extra played notes
+Pairing = tuple[list[tuple[int, int]], list[int], list[int]]
 
 logging.getLogger("parangonar").setLevel(logging.ERROR)
 
@@ -324,7 +326,8 @@ def _align(score: Score, notes: list[Note]) -> Alignment:
             extra.append(p_index[str(entry["performance_id"])])
     result.time_map = _fit(matched, na, notes)
     matched, missed, extra = _repair_far_matches(result.time_map, matched, missed, extra, na, notes)
-    matched, missed, extra = _repair_instances(result.time_map, matched, missed, extra, na, notes)
+    pairing = (matched, missed, extra)
+    matched, missed, extra = _repair_instances(result.time_map(na["onset_beat"]), na["pitch"], pairing, notes)
     matched.sort(key=lambda sp: na["onset_beat"][sp[0]])
     s_beats = np.array([na["onset_beat"][s] for s, _ in matched], dtype=float)
     result.time_map = _fit(matched, na, notes)
@@ -403,29 +406,23 @@ def _repair_far_matches(
     return matched, sorted(free_s), sorted(free_p)
 
 
-def _repair_instances(
-    time_map: TimeMap,
-    matched: list[tuple[int, int]],
-    missed: list[int],
-    extra: list[int],
-    na: np.ndarray,
-    notes: list[Note],
-) -> tuple[list[tuple[int, int]], list[int], list[int]]:
+def _repair_instances(expected: np.ndarray, written: np.ndarray, pairing: Pairing, notes: list[Note]) -> Pairing:
     """Move a match to the neighbouring instance of the same key where that fits far better in time. With a key
     repeated (an accompaniment's repeated chord, a repeated melody note) the matcher may pair the one played
     note with the written instance before or after the one it belongs to: a re-strike left out is then
     reported at the wrong time (where the key did sound), and an extra strike of the key is taken for the
     next written one. A pair more than `REPAIR_MIN_ERROR_S` off its time-map time moves to a missed written note
     of its key that is `REPAIR_GAIN` times closer (the left-out note is then the other instance), and a written
-    note so paired takes an extra played note of its key that is that much closer (the far note is extra)."""
-    expected = time_map(na["onset_beat"])
+    note so paired takes an extra played note of its key that is that much closer (the far note is extra).
+    `expected`: each score note's time-map time; `written`: its key; `pairing`: (matched, missed, extra)."""
+    matched, missed, extra = pairing
     missed_set, extra_set = set(missed), set(extra)
     repaired: list[tuple[int, int]] = []
     for s, p in sorted(matched, key=lambda sp: -abs(notes[sp[1]].onset - expected[sp[0]])):
         error = abs(notes[p].onset - expected[s])
         if error > REPAIR_MIN_ERROR_S:
             pitch = notes[p].pitch
-            other_s = [o for o in missed_set if na["pitch"][o] == pitch]
+            other_s = [o for o in missed_set if written[o] == pitch]
             other_p = [o for o in extra_set if notes[o].pitch == pitch]
             best_s = min(other_s, key=lambda o: abs(notes[p].onset - expected[o]), default=None)
             best_p = min(other_p, key=lambda o: abs(notes[o].onset - expected[s]), default=None)
