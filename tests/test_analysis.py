@@ -370,3 +370,29 @@ def test_a_repeated_chord_tone_left_out_is_reported_at_its_own_time_not_at_the_n
     assert _added_note_errors(clean, report) == {(4, IssueKind.MISSED_NOTE, 64)}
     missed = next(i for bar, i in report.stated_issues() if bar == 4 and i.kind == IssueKind.MISSED_NOTE)
     assert abs(missed.time_s - notes[left_out].onset) < 0.1
+
+
+def test_a_key_taken_over_from_another_voice_and_left_out_is_a_missed_note(chorale, clean_notes):
+    """The alto's E4 ends where the tenor's E4 begins: the pianist strikes the key again, so a take that
+    leaves the tenor's note out has a missed note in its bar (only a note still held from another voice
+    is played once)."""
+    na = chorale.note_array
+    ends = na["onset_beat"] + na["duration_beat"]
+    s = next(
+        s
+        for s in range(len(na))
+        if na["bar"][s] >= 1
+        and any(
+            na["pitch"][o] == na["pitch"][s]
+            and abs(ends[o] - na["onset_beat"][s]) < 1e-6
+            and (na["voice"][o], na["staff"][o]) != (na["voice"][s], na["staff"][s])
+            for o in range(len(na))
+        )
+    )
+    assert na["held_over"][s] == 0
+    first = float(na["onset_beat"].min())
+    onset = round(0.5 + (float(na["onset_beat"][s]) - first) * 60.0 / BPM, 4)
+    left_out = next(i for i, n in enumerate(clean_notes) if n.pitch == na["pitch"][s] and n.onset == onset)
+    take = clean_notes[:left_out] + clean_notes[left_out + 1 :]
+    report = report_from_notes(take, [], take[-1].offset + 1, "t", chorale)
+    assert _errors(report) == [(int(na["bar"][s]), IssueKind.MISSED_NOTE)]
