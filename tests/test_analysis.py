@@ -9,7 +9,7 @@ import pytest
 
 from llaqo_model.analysis.pipeline import report_from_notes
 from llaqo_model.analysis.report import NOTE_ERROR_KINDS, IssueKind, Note, PerformanceReport
-from llaqo_training.examples import mechanical_performance, note_in_bar
+from llaqo_training.examples import mechanical_performance, note_in_bar, performed_note
 from llaqo_training.render import render_notes
 
 BPM = 100.0
@@ -390,9 +390,7 @@ def test_a_key_taken_over_from_another_voice_and_left_out_is_a_missed_note(chora
         )
     )
     assert na["held_over"][s] == 0
-    first = float(na["onset_beat"].min())
-    onset = round(0.5 + (float(na["onset_beat"][s]) - first) * 60.0 / BPM, 4)
-    left_out = next(i for i, n in enumerate(clean_notes) if n.pitch == na["pitch"][s] and n.onset == onset)
+    left_out = performed_note(chorale, clean_notes, s, bpm=BPM)
     take = clean_notes[:left_out] + clean_notes[left_out + 1 :]
     report = report_from_notes(take, [], take[-1].offset + 1, "t", chorale)
     assert _errors(report) == [(int(na["bar"][s]), IssueKind.MISSED_NOTE)]

@@ -38,17 +38,21 @@ def mechanical_performance(
     return sorted(notes, key=lambda n: (n.onset, n.pitch))
 
 
+def performed_note(score: Score, notes: list[Note], s: int, bpm: float = 80.0, start_s: float = 0.5) -> int:
+    """Index into `notes` (from `mechanical_performance`) of score note `s` (an index into the note array)."""
+    na = score.note_array
+    onset = round(start_s + (float(na["onset_beat"][s]) - float(na["onset_beat"].min())) * 60.0 / bpm, 4)
+    return next(i for i, n in enumerate(notes) if n.onset == onset and n.pitch == int(na["pitch"][s]))
+
+
 def note_in_bar(
     score: Score, notes: list[Note], bar: int, which: int = 0, bpm: float = 80.0, start_s: float = 0.5
 ) -> int:
     """Index into `notes` (from `mechanical_performance`) of the `which`-th score note of `bar`."""
     na = score.note_array
-    first = float(na["onset_beat"].min())
-    in_bar = na[(na["bar"] == bar) & (~na["is_grace"].astype(bool))]
-    in_bar = in_bar[np.lexsort((in_bar["pitch"], in_bar["onset_beat"]))]
-    target = in_bar[which]
-    onset = round(start_s + (float(target["onset_beat"]) - first) * 60.0 / bpm, 4)
-    return next(i for i, n in enumerate(notes) if n.onset == onset and n.pitch == int(target["pitch"]))
+    in_bar = np.flatnonzero((na["bar"] == bar) & (~na["is_grace"].astype(bool)))
+    in_bar = in_bar[np.lexsort((na["pitch"][in_bar], na["onset_beat"][in_bar]))]
+    return performed_note(score, notes, int(in_bar[which]), bpm, start_s)
 
 
 def write_music21_score(piece: str, path: str | Path) -> Path:

@@ -325,9 +325,9 @@ def _align(score: Score, notes: list[Note]) -> Alignment:
         elif entry["label"] == "insertion":
             extra.append(p_index[str(entry["performance_id"])])
     result.time_map = _fit(matched, na, notes)
-    matched, missed, extra = _repair_far_matches(result.time_map, matched, missed, extra, na, notes)
-    pairing = (matched, missed, extra)
-    matched, missed, extra = _repair_instances(result.time_map(na["onset_beat"]), na["pitch"], pairing, notes)
+    expected = result.time_map(na["onset_beat"])
+    pairing = _repair_far_matches(expected, na["pitch"], (matched, missed, extra), notes)
+    matched, missed, extra = _repair_instances(expected, na["pitch"], pairing, notes)
     matched.sort(key=lambda sp: na["onset_beat"][sp[0]])
     s_beats = np.array([na["onset_beat"][s] for s, _ in matched], dtype=float)
     result.time_map = _fit(matched, na, notes)
@@ -373,19 +373,13 @@ def _fit(matched: list[tuple[int, int]], na: np.ndarray, notes: list[Note]) -> T
     return fit_time_map(beats, np.array([notes[p].onset for _, p in matched], dtype=float))
 
 
-def _repair_far_matches(
-    time_map: TimeMap,
-    matched: list[tuple[int, int]],
-    missed: list[int],
-    extra: list[int],
-    na: np.ndarray,
-    notes: list[Note],
-) -> tuple[list[tuple[int, int]], list[int], list[int]]:
+def _repair_far_matches(expected: np.ndarray, written: np.ndarray, pairing: Pairing, notes: list[Note]) -> Pairing:
     """Undo matches played more than MATCH_REACH_S from where the time map puts their score note (the
     matcher paired a note left out with a later one of the same key), then pair each freed or missed score
     note with an unmatched played note of its key within reach, nearest first. A note left out stays
-    missed instead of taking its neighbour's partner, which then leaves a missed and an extra note elsewhere."""
-    expected = time_map(na["onset_beat"])
+    missed instead of taking its neighbour's partner, which then leaves a missed and an extra note elsewhere.
+    `expected`: each score note's time-map time; `written`: its key; `pairing`: (matched, missed, extra)."""
+    matched, missed, extra = pairing
     far = {(s, p) for s, p in matched if abs(notes[p].onset - expected[s]) > MATCH_REACH_S}
     if not far:
         return matched, missed, extra
@@ -396,7 +390,7 @@ def _repair_far_matches(
         (abs(notes[p].onset - expected[s]), s, p)
         for s in free_s
         for p in free_p
-        if notes[p].pitch == na["pitch"][s] and abs(notes[p].onset - expected[s]) <= MATCH_REACH_S
+        if notes[p].pitch == written[s] and abs(notes[p].onset - expected[s]) <= MATCH_REACH_S
     )
     for _, s, p in pairs:
         if s in free_s and p in free_p:
@@ -414,7 +408,7 @@ def _repair_instances(expected: np.ndarray, written: np.ndarray, pairing: Pairin
     next written one. A pair more than `REPAIR_MIN_ERROR_S` off its time-map time moves to a missed written note
     of its key that is `REPAIR_GAIN` times closer (the left-out note is then the other instance), and a written
     note so paired takes an extra played note of its key that is that much closer (the far note is extra).
-    `expected`: each score note's time-map time; `written`: its key; `pairing`: (matched, missed, extra)."""
+    Arguments as for `_repair_far_matches`."""
     matched, missed, extra = pairing
     missed_set, extra_set = set(missed), set(extra)
     repaired: list[tuple[int, int]] = []
