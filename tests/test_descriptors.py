@@ -253,3 +253,37 @@ def test_a_head_fitted_on_simulated_reports_leans_on_what_transcription_keeps() 
     assert weights[0] > 3 * weights[1]
     with pytest.raises(LlaqoError, match="at least 20 training takes transcribed"):
         TranscriptionNoise.fit(midi[:5], heard[:5])
+
+
+def test_a_head_trained_on_both_reports_sees_each_segments_midi_and_the_transcribed_takes(tmp_path: Path) -> None:
+    """`--descriptor-reports both`: one row per SoundFont take from its segment's performance MIDI, plus one row per
+    transcribed sampled-piano take from its own transcription (what a user's take gives), labels alike."""
+    import soundfile as sf
+
+    from llaqo_training.descriptor_eval import percepiano_dirs, training_table
+    from llaqo_training.render import SAMPLED_SOUND
+
+    manifest = tmp_path / "manifest.jsonl"
+    dirs = percepiano_dirs(manifest)
+    entries = []
+    for i, segment in enumerate(("s1", "s2", "s3")):
+        labels = {k: 0.2 + 0.2 * i for k in DESCRIPTOR_KEYS}
+        audio, midi_report = played(i, 40 + 20 * i)
+        dirs["midi"].mkdir(parents=True, exist_ok=True)
+        (dirs["midi"] / f"{segment}.json").write_text(midi_report.to_json())
+        for sound in ("fluidr3_grand", SAMPLED_SOUND):
+            take = f"{segment}__{sound}"
+            sf.write(tmp_path / f"{take}.flac", audio, RATE)
+            entries.append({"id": take, "segment": segment, "passage": segment, "split": "train", "sound": sound,
+                            "audio": str(tmp_path / f"{take}.flac"), "descriptors": labels})  # fmt: skip
+    _, heard = played(10, 100)  # the transcription of s1's sampled take reads it louder than its MIDI
+    dirs["transcribed"].mkdir(parents=True)
+    (dirs["transcribed"] / f"s1__{SAMPLED_SOUND}.json").write_text(heard.to_json())
+
+    both = training_table(entries, manifest, "both")
+    midi = training_table(entries, manifest, "midi")
+    assert midi.ids == ["s1__fluidr3_grand", "s2__fluidr3_grand", "s3__fluidr3_grand"]
+    assert both.ids == [*midi.ids, f"s1__{SAMPLED_SOUND}"]  # only the transcribed take joins
+    assert np.allclose(both.labels[3], both.labels[0])  # with its segment's labels
+    velocity = 2  # the statistics stream's mean velocity column
+    assert both.stream(("statistics",))[3, velocity] > both.stream(("statistics",))[0, velocity] + 0.3

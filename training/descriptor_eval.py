@@ -36,6 +36,8 @@ def percepiano_dirs(manifest: str | Path) -> dict[str, Path]:
 TRAIN_REPORTS = {
     "transcribed": "transcription of the rendered audio, score-aligned (llaqo corpus analyse)",
     "midi": "performance MIDI, score-aligned",
+    "both": "performance MIDI, score-aligned, and the transcription of the training takes transcribed so far "
+    "(the sampled piano's where there are any), one row each",
     "simulated": "performance MIDI, score-aligned, passed through the transcription noise measured on the "
     "training takes transcribed so far (SIMULATED_COPIES noisy copies each), plus those transcribed takes",
 }
@@ -53,8 +55,9 @@ def heard_takes(train: list[dict[str, Any]], report_dir: Path) -> list[dict[str,
 def training_table(entries: list[dict[str, Any]], manifest: str | Path, reports: str = "midi") -> DescriptorTable:
     """The training passages' takes with their reports: `transcribed` — the takes `llaqo corpus analyse` has
     transcribed so far (the reports inference sees); `midi` — every take, from its performance MIDI (built
-    on first use); `simulated` — every take's MIDI inputs made as unreliable as transcription makes them
-    (`TranscriptionNoise`, learned from the transcribed takes), plus the transcribed takes themselves."""
+    on first use); `both` — the `midi` rows and the `transcribed` rows together; `simulated` — every take's
+    MIDI inputs made as unreliable as transcription makes them (`TranscriptionNoise`, learned from the
+    transcribed takes), plus the transcribed takes themselves."""
     dirs = percepiano_dirs(manifest)
     train = [e for e in entries if e.get("split") == "train" and e.get("descriptors")]
     if reports == "transcribed":
@@ -71,6 +74,8 @@ def training_table(entries: list[dict[str, Any]], manifest: str | Path, reports:
         return midi
     listened = heard_takes(train, dirs["transcribed"])
     heard = build_table(listened, transcribed(dirs["transcribed"]), dirs["inputs_transcribed"])
+    if reports == "both":
+        return concat([midi, heard])
     paired = build_table(listened, from_midi(dirs["midi"]), dirs["inputs_midi"])  # the same takes' MIDI inputs
     row_of = {take: i for i, take in enumerate(paired.ids)}
     both = [i for i, take in enumerate(heard.ids) if take in row_of]

@@ -54,9 +54,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         e,
         "--train-reports",
         None,
-        "the training reports the baselines fit on (simulated: PercePiano only; both: the synthetic corpus only)",
+        "the training reports the baselines fit on (simulated: PercePiano only)",
         "PercePiano transcribed, else midi",
-        choices=(*DESCRIPTOR_REPORTS, "both"),
+        choices=DESCRIPTOR_REPORTS,
     )
     e.add_argument("--max-takes", type=int, help="transcribe at most this many evaluated takes")
     e.add_argument("--out", help="also write the JSON here")
@@ -64,7 +64,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 REPORTS = ("transcribed", "midi")
-DESCRIPTOR_REPORTS = (*REPORTS, "simulated")  # PercePiano training: MIDI with transcription's noise
+DESCRIPTOR_REPORTS = (*REPORTS, "both", "simulated")  # PercePiano: also MIDI with transcription's noise
 ANSWER_REPORTS = (*REPORTS, "both")  # the answer head: a take's MIDI report and its transcribed one, two rows
 
 
