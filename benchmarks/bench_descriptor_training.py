@@ -18,10 +18,16 @@ import warnings
 from llaqo_model.model.descriptor_head import DescriptorConfig
 from llaqo_training.dataset import read_manifest
 from llaqo_training.descriptor_data import DescriptorTable, build_table, concat, from_midi, transcribed
-from llaqo_training.descriptor_eval import HELD_OUT_ONLY, SIMULATED_COPIES, heard_takes, held_out_table, percepiano_dirs
+from llaqo_training.descriptor_eval import (
+    HELD_OUT_ONLY,
+    SIMULATED_COPIES,
+    heard_takes,
+    held_out_table,
+    percepiano_dirs,
+    training_table,
+)
 from llaqo_training.descriptor_fit import HeadFit, fit_head, predict_head, scale_scores, statistics_baseline
 from llaqo_training.render import SAMPLED_SOUND
-from llaqo_training.reports import midi_reports
 from llaqo_training.transcription_noise import TranscriptionNoise
 
 
@@ -55,18 +61,16 @@ def main() -> None:
     passages = len(set(held.passages))
     print(f"{args.split} ({args.renders} renders): {len(held.ids)} transcribed takes of {passages} passages")
     train = [e for e in entries if e.get("split") == "train" and e.get("descriptors")]
-    soundfonts = [e for e in train if e.get("sound") != SAMPLED_SOUND]
     sampled = [e for e in train if e.get("sound") == SAMPLED_SOUND]
     listened = [e for e in heard_takes(train, dirs["transcribed"]) if e.get("sound") == SAMPLED_SOUND]
-    midi_reports(list({e["segment"]: {**e, "id": e["segment"]} for e in train}.values()), dirs["midi"])
-    midi = build_table(soundfonts, from_midi(dirs["midi"]), dirs["inputs_midi"])
+    midi = training_table(entries, args.manifest, "midi")  # makes every training segment's MIDI report first
     midi_sampled = build_table(sampled, from_midi(dirs["midi"]), dirs["inputs_midi"])
     tables = {"midi, SoundFont renders (shipped)": midi, "midi, every render": concat([midi, midi_sampled])}
     if listened:
         heard = build_table(listened, transcribed(dirs["transcribed"]), dirs["inputs_transcribed"])
         paired = build_table(listened, from_midi(dirs["midi"]), dirs["inputs_midi"])
         tables[f"transcribed sampled piano ({len(heard.ids)} takes)"] = heard
-        tables["midi and transcribed sampled piano"] = concat([midi, heard])
+        tables["midi and transcribed sampled piano"] = training_table(entries, args.manifest, "both")
         tables["simulated on SoundFont renders"] = simulated(midi, paired, heard)
         tables["simulated on sampled-piano renders"] = simulated(midi_sampled, paired, heard)
     config, fit = DescriptorConfig(), HeadFit()
