@@ -65,11 +65,11 @@ def main() -> None:
     listened = [e for e in heard_takes(train, dirs["transcribed"]) if e.get("sound") == SAMPLED_SOUND]
     midi = training_table(entries, args.manifest, "midi")  # makes every training segment's MIDI report first
     midi_sampled = build_table(sampled, from_midi(dirs["midi"]), dirs["inputs_midi"])
-    tables = {"midi, SoundFont renders (shipped)": midi, "midi, every render": concat([midi, midi_sampled])}
+    tables = {"midi, SoundFont renders": midi, "midi, every render": concat([midi, midi_sampled])}
     if listened:
         heard = build_table(listened, transcribed(dirs["transcribed"]), dirs["inputs_transcribed"])
         paired = build_table(listened, from_midi(dirs["midi"]), dirs["inputs_midi"])
-        tables[f"transcribed sampled piano ({len(heard.ids)} takes)"] = heard
+        tables[f"transcribed sampled piano ({len(heard.ids)} takes, shipped)"] = heard
         tables["midi and transcribed sampled piano"] = training_table(entries, args.manifest, "both")
         tables["simulated on SoundFont renders"] = simulated(midi, paired, heard)
         tables["simulated on sampled-piano renders"] = simulated(midi_sampled, paired, heard)
