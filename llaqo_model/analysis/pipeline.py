@@ -101,6 +101,7 @@ def report_from_notes(
             report.bars = build_bars(score, alignment, notes, pedal, evidence, spectrum)
             report.measures = score_measures(report.bars, report.measures)
             report.measures.written_tempo_bpm = score.written_tempo_bpm
+            report.measures.written_key_fifths = score.key_fifths
             report.available_measures = sorted(set(report.available_measures) | {"score"})
         else:
             report.score_mismatch = (

@@ -187,6 +187,7 @@ class Measures:
     # score-informed (from the bars)
     tempo_bpm: float | None = None
     written_tempo_bpm: float | None = None  # the score's tempo mark, in the same beats; None when it marks none
+    written_key_fifths: int | None = None  # the score's key signature where the take starts (sharps > 0, flats < 0)
     tempo_cv: float | None = None
     onset_deviation_ms: float | None = None
     bar_articulation_ratio: float | None = None

@@ -1,6 +1,6 @@
 """Per-take inputs of the model's heads (descriptors, constrained answers): fixed-length vectors, note arrays in.
 
-Six streams, all from what one `analyze` already computes (no second transcription pass):
+Seven streams, all from what one `analyze` already computes (no second transcription pass):
 - `take_statistics`: 16 statistics of the transcribed notes and pedal (the statistics baseline's input);
 - `aligned_statistics`: the score-aligned performance — per-bar tempo, timing, velocity, articulation,
   asynchrony and balance deviations, and how much of the score was played as written;
@@ -11,13 +11,16 @@ Six streams, all from what one `analyze` already computes (no second transcripti
 - `audio_statistics`: the sound itself, from the model's log-mel front end — gain-free level movement,
   onset sharpness, decay (touch, pedal resonance, room) and the early/late level difference;
 - `tempo_statistics`: the played tempo against the tempo the score marks (the choice of tempo cannot be
-  judged from the playing alone).
+  judged from the playing alone);
+- `tonality_statistics`: the mode and key clarity of the pitches played (listeners hear a minor passage as
+  darker: on PercePiano most of the bright–dark and pleasant–dark variance lies between passages).
 """
 
 from __future__ import annotations
 
 import numpy as np
 import torch
+from partitura.musicanalysis.key_identification import KRUMHANSL_KESSLER
 
 from llaqo_model.analysis.metrics import onset_clusters
 from llaqo_model.analysis.report import NOTE_ERROR_KINDS, IssueKind, PerformanceReport
@@ -183,6 +186,36 @@ def tempo_statistics(report: PerformanceReport) -> np.ndarray:
     return out
 
 
+TONALITY_WIDTH = 3
+FIFTH, RELATIVE_MINOR = 7, 9  # semitones: one sharp more moves the major tonic a fifth up; its minor is a sixth up
+MAX_SOUNDING_S = 2.0  # a note's weight in the pitch-class profile: its length, capped (pedal blurs the ends)
+
+
+def tonality_statistics(report: PerformanceReport) -> np.ndarray:
+    """The played pitch classes (weighted by capped note length) against the Krumhansl–Kessler key profiles:
+    how much better a minor key fits than a major one — the key signature's relative minor against its major
+    where the score gives one, the best of each otherwise —, the best key's fit (key clarity), and the
+    pitch-class entropy in bits over its maximum (chromaticism); zeros for fewer than three notes."""
+    out = np.zeros(TONALITY_WIDTH, dtype=np.float32)
+    if len(report.notes) < 3:
+        return out
+    profile = np.zeros(12)
+    for n in report.notes:
+        profile[n.pitch % 12] += min(max(n.offset - n.onset, 0.0), MAX_SOUNDING_S)
+    if profile.sum() <= 0 or np.ptp(profile) == 0:
+        return out
+    fits = np.array([np.corrcoef(profile, key)[0, 1] for key in KRUMHANSL_KESSLER])  # 12 major keys, then 12 minor
+    fifths = report.measures.written_key_fifths
+    if fifths is None:
+        minor_over_major = fits[12:].max() - fits[:12].max()
+    else:
+        tonic = (FIFTH * fifths) % 12
+        minor_over_major = fits[12 + (tonic + RELATIVE_MINOR) % 12] - fits[tonic]
+    shares = profile[profile > 0] / profile.sum()
+    out[:] = [minor_over_major, fits.max(), -(shares * np.log2(shares)).sum() / np.log2(12)]
+    return out
+
+
 def audio_statistics(windows: torch.Tensor, lengths: torch.Tensor) -> np.ndarray:
     """10 statistics of how the sound moves, from the model's normalised log-mel windows (gain-free).
 
@@ -224,6 +257,7 @@ STREAMS: tuple[tuple[str, int], ...] = (
     ("texture", TEXTURE_WIDTH),
     ("audio", 10),
     ("tempo", TEMPO_WIDTH),
+    ("tonality", TONALITY_WIDTH),
 )
 ALL_STREAMS = tuple(name for name, _ in STREAMS)
 INPUT_WIDTH = sum(width for _, width in STREAMS)  # every stream; caches of inputs are kept per width
@@ -256,5 +290,6 @@ def head_inputs(report: PerformanceReport, windows: torch.Tensor, lengths: torch
             texture_statistics(report),
             audio_statistics(windows, lengths),
             tempo_statistics(report),
+            tonality_statistics(report),
         ]
     ).astype(np.float32)
