@@ -1,11 +1,12 @@
 """Which per-take streams should the descriptor head read? Cross-validation over PercePiano's training passages.
 
-Fits the head (a ridge per scale) on the training passages' performance-MIDI rows with each set of streams,
-five folds grouped by passage, and prints mean R² over the 19 scales on the held-out folds beside the
+Fits the head (a ridge per scale) on the training passages' rows with each set of streams (their
+performance-MIDI reports, or with `--reports transcribed` the reports of their audio as `llaqo corpus
+analyse` cached them), five folds grouped by passage, and prints mean R² over the 19 scales on the held-out folds beside the
 statistics baseline. Validation and test passages are never read, so the choice can be made here and the
 held-out splits looked at once afterwards.
 
-    python benchmarks/bench_descriptor_streams.py runs/pp/manifest.jsonl
+    python benchmarks/bench_descriptor_streams.py runs/pp/manifest.jsonl [--reports transcribed]
 """
 
 from __future__ import annotations
@@ -25,15 +26,25 @@ FOLDS = 5
 CANDIDATES = {
     "shipped (statistics, aligned, rubric, texture, audio)": ("statistics", "aligned", "rubric", "texture", "audio"),
     "shipped + tempo against the score's mark": ("statistics", "aligned", "rubric", "texture", "audio", "tempo"),
+    "… + tonality (mode, key clarity, chromaticism)": (
+        "statistics",
+        "aligned",
+        "rubric",
+        "texture",
+        "audio",
+        "tempo",
+        "tonality",
+    ),
 }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("manifest", help="a PercePiano manifest (llaqo corpus import percepiano)")
+    parser.add_argument("--reports", choices=["midi", "transcribed"], default="midi", help="the rows' reports")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
-    table = training_table(read_manifest(args.manifest), args.manifest, "midi")
+    table = training_table(read_manifest(args.manifest), args.manifest, args.reports)
     passages = np.array(table.passages)
     folds = list(GroupKFold(n_splits=FOLDS).split(table.inputs, groups=passages))
     print(f"{len(table.ids)} training rows, {len(set(passages))} passages, {FOLDS} folds by passage")

@@ -71,3 +71,18 @@ def test_a_full_strength_extra_key_outranks_a_brushed_one_and_a_clearer_brush_a_
     clear = confidence(issue.kind, issue_features(issue, _evidence({(62, CHORD_S): -0.5}), _chord()))
     faint = confidence(issue.kind, issue_features(issue, _evidence({(62, CHORD_S): -3.5}), _chord()))
     assert 1.0 >= struck > clear > faint >= 0.0
+
+
+def test_a_key_between_two_struck_semitone_neighbours_is_no_candidate():
+    """B3 and C♯4 struck together: a peak at C4 is their bleed added up, not a brushed key; beside only one of
+    them (C4 with C♯4 alone) it is a candidate."""
+    scores = np.full((150, 88), -9.0, dtype=np.float32)
+    frame = round(CHORD_S / FRAME_S)
+    scores[frame, [59 - LOWEST_KEY, 61 - LOWEST_KEY]] = 6.0
+    scores[frame, 60 - LOWEST_KEY] = -1.0
+    evidence = OnsetEvidence(scores=scores, frame_s=FRAME_S)
+    cluster = [Note(CHORD_S, CHORD_S + 0.5, p, 85) for p in (59, 61)]
+    assert faint_strikes(evidence, cluster, [(59, CHORD_S), (61, CHORD_S)]) == []
+    scores[frame, 59 - LOWEST_KEY] = -9.0
+    alone = faint_strikes(OnsetEvidence(scores=scores, frame_s=FRAME_S), cluster[1:], [(61, CHORD_S)])
+    assert [s.pitch for s in alone] == [60]

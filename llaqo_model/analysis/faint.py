@@ -13,6 +13,10 @@ candidate extra key only where nothing else explains it:
 * its key was not struck in the 0.4 s before, nor is it still sounding: the key's own note re-heard as it
   decays or is released;
 * it is not a partial of a note struck with it (an octave, a twelfth or a double octave above);
+* it does not lie between two keys struck with it a semitone away on either side: there the two neighbours'
+  bleed adds up on one key and their partials crowd its own, so neither its score nor the spectrum tells a
+  brushed key from the cluster (on the benchmark's tuning pieces the only two such peaks were no strike: C4
+  between B3 and C♯4 struck at 89 and 83, E4 between E♭4 and F4 in a forte chord);
 * it is not a semitone neighbour's bleed: it stands above `FAINT_FLOOR`, over the bleed a struck key leaves on
   its neighbours (rendered chorales, three SoundFonts, room reverberation: at most -4.3 from C3 up; brushed keys
   -3.7 to 0), and it lies at C3 or above: lower, a semitone (under 8 Hz) is narrower than the transcriber's
@@ -82,8 +86,9 @@ def _unexplained(strike: FaintStrike, notes: list[Note], written: list[tuple[int
     struck = [n for n in notes if abs(n.onset - t) <= WITH_STRIKE_S]
     beside = struck_beside(pitch, t, struck, WITH_STRIKE_S)
     partial = any(pitch - n.pitch in PARTIALS for n in struck)
+    between = {pitch - 1, pitch + 1} <= {n.pitch for n in struck}
     is_written = any(p == pitch and abs(w - t) <= WRITTEN_REACH_S for p, w in written)
     own_note = any(
         n.pitch == pitch and (t - OWN_NOTE_S <= n.onset <= t + WITH_STRIKE_S or n.onset <= t <= n.offset) for n in notes
     )
-    return beside and not (partial or is_written or own_note)
+    return beside and not (partial or between or is_written or own_note)
