@@ -2,9 +2,9 @@
 
 Fits the head (a ridge per scale) on the training passages' rows with each set of streams (their
 performance-MIDI reports, or with `--reports transcribed` the reports of their audio as `llaqo corpus
-analyse` cached them), five folds grouped by passage, and prints mean R² over the 19 scales on the held-out folds beside the
-statistics baseline. Validation and test passages are never read, so the choice can be made here and the
-held-out splits looked at once afterwards.
+analyse` cached them), five folds grouped by passage, and prints mean R² over the 19 scales on the held-out
+folds beside the statistics baseline. Validation and test passages are never read, so the choice can be made
+here and the held-out splits looked at once afterwards.
 
     python benchmarks/bench_descriptor_streams.py runs/pp/manifest.jsonl [--reports transcribed]
 """
@@ -23,18 +23,13 @@ from llaqo_training.descriptor_eval import training_table
 from llaqo_training.descriptor_fit import HeadFit, fit_head, predict_head, scale_scores, statistics_baseline
 
 FOLDS = 5
+SHIPPED = ("statistics", "aligned", "rubric", "texture", "audio", "tempo")
 CANDIDATES = {
-    "shipped (statistics, aligned, rubric, texture, audio)": ("statistics", "aligned", "rubric", "texture", "audio"),
-    "shipped + tempo against the score's mark": ("statistics", "aligned", "rubric", "texture", "audio", "tempo"),
-    "… + tonality (mode, key clarity, chromaticism)": (
-        "statistics",
-        "aligned",
-        "rubric",
-        "texture",
-        "audio",
-        "tempo",
-        "tonality",
-    ),
+    "statistics, aligned, rubric, texture, audio": SHIPPED[:-1],
+    "shipped: … + tempo against the score's mark": SHIPPED,
+    "… + tonality (mode, key clarity, chromaticism)": SHIPPED + ("tonality",),
+    "… + the score's marks (dynamics, accents, hairpins, pedal, slurs)": SHIPPED + ("written",),
+    "… + tonality + the score's marks": SHIPPED + ("tonality", "written"),
 }
 
 

@@ -121,7 +121,7 @@ def transcribed(report_dir: str | Path) -> ReportSource:
 
 def from_midi(report_dir: str | Path) -> ReportSource:
     """Reports of the segment's performance MIDI (one per segment, shared by its renderings)."""
-    return lambda entry: cached_report({"id": entry.get("segment", entry["id"])}, report_dir)
+    return lambda entry: cached_report({**entry, "id": entry.get("segment", entry["id"])}, report_dir)
 
 
 def build_table(entries: list[dict[str, Any]], report_for: ReportSource, cache_dir: str | Path) -> DescriptorTable:

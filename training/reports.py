@@ -7,11 +7,13 @@ grounding text and the descriptor features are built the same way in both. A tak
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from pathlib import Path
 from typing import Any
 
+from llaqo_model.analysis.marks import mark_written
 from llaqo_model.analysis.pipeline import Analyzer, report_from_notes
 from llaqo_model.analysis.report import Note, PedalInterval, PerformanceReport
 from llaqo_model.analysis.score import Score, load_score
@@ -27,9 +29,22 @@ def cache_path(cache_dir: str | Path, take_id: str) -> Path:
 
 
 def cached_report(entry: dict[str, Any], cache_dir: str | Path) -> PerformanceReport | None:
-    """The cached report of a manifest entry, or None when it has not been analysed yet."""
+    """The cached report of a manifest entry, or None when it has not been analysed yet. A report cached
+    before the analysis recorded the score's marks (`Measures.written_marks`) gets them from the entry's
+    score, as the analysis would now (only where the take was aligned to it)."""
     path = cache_path(cache_dir, entry["id"])
-    return PerformanceReport.from_json(path.read_text(encoding="utf-8")) if path.is_file() else None
+    if not path.is_file():
+        return None
+    report = PerformanceReport.from_json(path.read_text(encoding="utf-8"))
+    if report.bars and report.measures.written_marks is None and entry.get("score"):
+        mark_written(report.measures, _score(str(entry["score"])))
+    return report
+
+
+@functools.lru_cache(maxsize=256)
+def _score(path: str) -> Score:
+    """A score loaded once per process (many takes share one passage's score)."""
+    return load_score(path)
 
 
 def analyse_entries(

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from llaqo_model.analysis.align import align_to_score
+from llaqo_model.analysis.marks import mark_written
 from llaqo_model.analysis.metrics import build_bars, score_free_measures, score_measures
 from llaqo_model.analysis.report import DEFAULT_MIN_CONFIDENCE, Note, PedalInterval, PerformanceReport
 from llaqo_model.analysis.score import Score, load_score
@@ -100,8 +101,7 @@ def report_from_notes(
         if alignment.summary.matches_score:
             report.bars = build_bars(score, alignment, notes, pedal, evidence, spectrum)
             report.measures = score_measures(report.bars, report.measures)
-            report.measures.written_tempo_bpm = score.written_tempo_bpm
-            report.measures.written_key_fifths = score.key_fifths
+            mark_written(report.measures, score)
             report.available_measures = sorted(set(report.available_measures) | {"score"})
         else:
             report.score_mismatch = (

@@ -167,6 +167,20 @@ class ScoreNote:
 
 
 @dataclass
+class WrittenMarks:
+    """What a passage's score asks beyond its notes (`marks.written_marks`): the dynamic level in force at its
+    notes (mean and span, ppp 1 … fff 8; None where it marks no dynamics), accents (sf, fz, …) and hairpins
+    per bar, and the shares of its notes that start under a written sustain pedal and under a slur."""
+
+    dynamic_level: float | None = None
+    dynamic_span: float | None = None
+    accents_per_bar: float = 0.0
+    hairpins_per_bar: float = 0.0
+    pedal_share: float = 0.0
+    slur_share: float = 0.0
+
+
+@dataclass
 class Measures:
     """Take-level measures: score-free ones always, score-informed ones (None without a score)."""
 
@@ -188,6 +202,7 @@ class Measures:
     tempo_bpm: float | None = None
     written_tempo_bpm: float | None = None  # the score's tempo mark, in the same beats; None when it marks none
     written_key_fifths: int | None = None  # the score's key signature where the take starts (sharps > 0, flats < 0)
+    written_marks: WrittenMarks | None = None  # the score's dynamics, accents, hairpins, pedal and slurs
     tempo_cv: float | None = None
     onset_deviation_ms: float | None = None
     bar_articulation_ratio: float | None = None
@@ -202,7 +217,11 @@ class Measures:
     def from_dict(cls, data: dict[str, Any]) -> Measures:
         """Rebuild from `asdict` output (unknown keys from newer versions are ignored)."""
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        kept = {k: v for k, v in data.items() if k in known}
+        if isinstance(kept.get("written_marks"), dict):
+            marks = {f.name for f in fields(WrittenMarks)}
+            kept["written_marks"] = WrittenMarks(**{k: v for k, v in kept["written_marks"].items() if k in marks})
+        return cls(**kept)
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """Per-take inputs of the model's heads (descriptors, constrained answers): fixed-length vectors, note arrays in.
 
-Seven streams, all from what one `analyze` already computes (no second transcription pass):
+Eight streams, all from what one `analyze` already computes (no second transcription pass):
 - `take_statistics`: 16 statistics of the transcribed notes and pedal (the statistics baseline's input);
 - `aligned_statistics`: the score-aligned performance — per-bar tempo, timing, velocity, articulation,
   asynchrony and balance deviations, and how much of the score was played as written;
@@ -13,7 +13,10 @@ Seven streams, all from what one `analyze` already computes (no second transcrip
 - `tempo_statistics`: the played tempo against the tempo the score marks (the choice of tempo cannot be
   judged from the playing alone);
 - `tonality_statistics`: the mode and key clarity of the pitches played (listeners hear a minor passage as
-  darker: on PercePiano most of the bright–dark and pleasant–dark variance lies between passages).
+  darker: on PercePiano most of the bright–dark and pleasant–dark variance lies between passages);
+- `written_statistics`: what the score asks beyond the notes — dynamic level and span, accents, hairpins,
+  written pedal and slurs (`analysis.marks`): a passage marked pp under the pedal sounds softer and wetter in
+  every player's hands.
 """
 
 from __future__ import annotations
@@ -216,6 +219,31 @@ def tonality_statistics(report: PerformanceReport) -> np.ndarray:
     return out
 
 
+WRITTEN_WIDTH = 7
+TOP_LEVEL = 8.0  # fff on `marks.DYNAMIC_LEVELS`' steps
+
+
+def written_statistics(report: PerformanceReport) -> np.ndarray:
+    """The score's marks for the passage played: whether it marks dynamics, the mean level in force and its
+    span (over fff), accents and hairpins per bar, the shares of notes under a written pedal and under a slur
+    (zeros without an aligned score)."""
+    out = np.zeros(WRITTEN_WIDTH, dtype=np.float32)
+    marks = report.measures.written_marks
+    if marks is None:
+        return out
+    marked = marks.dynamic_level is not None
+    out[:] = [
+        float(marked),
+        (marks.dynamic_level or 0.0) / TOP_LEVEL,
+        (marks.dynamic_span or 0.0) / TOP_LEVEL,
+        marks.accents_per_bar,
+        marks.hairpins_per_bar,
+        marks.pedal_share,
+        marks.slur_share,
+    ]
+    return out
+
+
 def audio_statistics(windows: torch.Tensor, lengths: torch.Tensor) -> np.ndarray:
     """10 statistics of how the sound moves, from the model's normalised log-mel windows (gain-free).
 
@@ -258,6 +286,7 @@ STREAMS: tuple[tuple[str, int], ...] = (
     ("audio", 10),
     ("tempo", TEMPO_WIDTH),
     ("tonality", TONALITY_WIDTH),
+    ("written", WRITTEN_WIDTH),
 )
 ALL_STREAMS = tuple(name for name, _ in STREAMS)
 INPUT_WIDTH = sum(width for _, width in STREAMS)  # every stream; caches of inputs are kept per width
@@ -291,5 +320,6 @@ def head_inputs(report: PerformanceReport, windows: torch.Tensor, lengths: torch
             audio_statistics(windows, lengths),
             tempo_statistics(report),
             tonality_statistics(report),
+            written_statistics(report),
         ]
     ).astype(np.float32)
