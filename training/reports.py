@@ -37,7 +37,7 @@ def cached_report(entry: dict[str, Any], cache_dir: str | Path) -> PerformanceRe
         return None
     report = PerformanceReport.from_json(path.read_text(encoding="utf-8"))
     if report.bars and report.measures.written_marks is None and entry.get("score"):
-        mark_written(report.measures, _score(str(entry["score"])))
+        mark_written(report, _score(str(entry["score"])))
     return report
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import partitura as pt
 
-from llaqo_model.analysis.report import Measures, WrittenMarks
+from llaqo_model.analysis.report import PerformanceReport, WrittenMarks
 from llaqo_model.analysis.score import Score
 
 # Dynamic marks on one scale of steps (ppp 1 … fff 8); words that set no level (dolce) are skipped.
@@ -45,13 +45,24 @@ def _inside(onsets: np.ndarray, spans: list[tuple[int, int]]) -> np.ndarray:
     return inside
 
 
-def written_marks(score: Score) -> WrittenMarks:
-    """The marks of the passage `score` holds (its notes' span of the part)."""
+def _take_rows(score: Score, played: list[int]) -> list[int]:
+    """The rows of `score.bars` a take's bars are (`played`: their printed numbers in order, a run of
+    consecutive rows as `metrics.build_bars` makes them); empty when no such run exists."""
+    numbers = [int(b) for b in score.bars["bar"]]
+    for first in range(len(numbers) - len(played) + 1):
+        if numbers[first : first + len(played)] == played:
+            return list(range(first, first + len(played)))
+    return []
+
+
+def written_marks(score: Score, played: list[int] | None = None) -> WrittenMarks:
+    """The marks of the passage `score` holds (its notes' span of the part); `played`: the printed numbers of
+    the take's bars, whose levels in force become `bar_levels`."""
     part, notes = score.part, score.note_array
     onsets = notes["onset_div"].astype(int)
     bars = max(len(score.bars), 1)
     if not len(onsets):
-        return WrittenMarks(None, None, 0.0, 0.0, 0.0, 0.0)
+        return WrittenMarks()
     lo, hi = int(onsets.min()), int(onsets.max()) + 1
     directions = list(part.iter_all(pt.score.Direction, include_subclasses=True))
     levels = sorted(
@@ -59,14 +70,15 @@ def written_marks(score: Score) -> WrittenMarks:
         for d in directions
         if isinstance(d, pt.score.ConstantLoudnessDirection) and _word(d) in DYNAMIC_LEVELS
     )
-    level, span = None, None
+    in_force = np.full(len(onsets), np.nan)  # the last dynamic mark at or before each note
     if levels:
-        times = np.array([t for t, _ in levels])
-        at = np.searchsorted(times, onsets, side="right") - 1  # the last mark at or before each note
-        marked = at >= 0
-        if marked.any():
-            in_force = np.array([levels[i][1] for i in at[marked]], dtype=float)
-            level, span = float(in_force.mean()), float(np.ptp(in_force))
+        at = np.searchsorted(np.array([t for t, _ in levels]), onsets, side="right") - 1
+        in_force[at >= 0] = [levels[i][1] for i in at[at >= 0]]
+    marked = in_force[np.isfinite(in_force)]
+    level, span = (float(marked.mean()), float(np.ptp(marked))) if marked.size else (None, None)
+    beats, rows = notes["onset_beat"], score.bars[_take_rows(score, played or [])]
+    per_bar = [in_force[(beats >= row["start_beat"]) & (beats < row["end_beat"])] for row in rows]
+    bar_levels = [float(np.nanmean(v)) if np.isfinite(v).any() else None for v in per_bar]
     within = [d for d in directions if lo <= d.start.t < hi]
     accents = sum(isinstance(d, pt.score.ImpulsiveLoudnessDirection) and _word(d) in ACCENTS for d in within)
     hairpins = sum(isinstance(d, HAIRPINS) for d in within)
@@ -83,11 +95,12 @@ def written_marks(score: Score) -> WrittenMarks:
         hairpins_per_bar=hairpins / bars,
         pedal_share=float(_inside(onsets, pedals).mean()),
         slur_share=float(_inside(onsets, slurs).mean()),
+        bar_levels=bar_levels,
     )
 
 
-def mark_written(measures: Measures, score: Score) -> None:
-    """Record in a take's `measures` what its score asks: tempo mark, key signature and the other marks."""
-    measures.written_tempo_bpm = score.written_tempo_bpm
-    measures.written_key_fifths = score.key_fifths
-    measures.written_marks = written_marks(score)
+def mark_written(report: PerformanceReport, score: Score) -> None:
+    """Record in an aligned take's measures what its score asks: tempo mark, key signature, the other marks."""
+    report.measures.written_tempo_bpm = score.written_tempo_bpm
+    report.measures.written_key_fifths = score.key_fifths
+    report.measures.written_marks = written_marks(score, [b.bar for b in report.bars])

@@ -101,7 +101,7 @@ def report_from_notes(
         if alignment.summary.matches_score:
             report.bars = build_bars(score, alignment, notes, pedal, evidence, spectrum)
             report.measures = score_measures(report.bars, report.measures)
-            mark_written(report.measures, score)
+            mark_written(report, score)
             report.available_measures = sorted(set(report.available_measures) | {"score"})
         else:
             report.score_mismatch = (

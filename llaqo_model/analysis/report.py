@@ -170,7 +170,8 @@ class ScoreNote:
 class WrittenMarks:
     """What a passage's score asks beyond its notes (`marks.written_marks`): the dynamic level in force at its
     notes (mean and span, ppp 1 … fff 8; None where it marks no dynamics), accents (sf, fz, …) and hairpins
-    per bar, and the shares of its notes that start under a written sustain pedal and under a slur."""
+    per bar, the shares of its notes that start under a written sustain pedal and under a slur, and the level
+    in force over the notes of each bar the take played (in the order of `PerformanceReport.bars`)."""
 
     dynamic_level: float | None = None
     dynamic_span: float | None = None
@@ -178,6 +179,7 @@ class WrittenMarks:
     hairpins_per_bar: float = 0.0
     pedal_share: float = 0.0
     slur_share: float = 0.0
+    bar_levels: list[float | None] = field(default_factory=list)
 
 
 @dataclass

@@ -219,27 +219,43 @@ def tonality_statistics(report: PerformanceReport) -> np.ndarray:
     return out
 
 
-WRITTEN_WIDTH = 7
+WRITTEN_WIDTH = 9
 TOP_LEVEL = 8.0  # fff on `marks.DYNAMIC_LEVELS`' steps
+MIN_MARKED_BARS = 3  # bars with a level and a velocity before the playing's answer to the marks is measured
 
 
 def written_statistics(report: PerformanceReport) -> np.ndarray:
-    """The score's marks for the passage played: whether it marks dynamics, the mean level in force and its
-    span (over fff), accents and hairpins per bar, the shares of notes under a written pedal and under a slur
-    (zeros without an aligned score)."""
+    """The score's marks for the passage played and how the playing answers them: whether it marks dynamics,
+    the mean level in force and its span (over fff), accents and hairpins per bar, the shares of notes under a
+    written pedal and under a slur, then — where the marked level changes across the take's bars — the
+    correlation of each bar's mean velocity with its written level and the velocity gained per step
+    (over 127); zeros without an aligned score."""
     out = np.zeros(WRITTEN_WIDTH, dtype=np.float32)
     marks = report.measures.written_marks
     if marks is None:
         return out
-    marked = marks.dynamic_level is not None
+    pairs = np.array(
+        [
+            (level, bar.mean_velocity)
+            for level, bar in zip(marks.bar_levels, report.bars, strict=False)
+            if level is not None and bar.mean_velocity is not None
+        ],
+        dtype=float,
+    ).reshape(-1, 2)
+    follows = slope = 0.0
+    if len(pairs) >= MIN_MARKED_BARS and np.ptp(pairs[:, 0]) > 0 and np.ptp(pairs[:, 1]) > 0:
+        follows = float(np.corrcoef(pairs[:, 0], pairs[:, 1])[0, 1])
+        slope = float(np.polyfit(pairs[:, 0], pairs[:, 1], 1)[0]) / 127
     out[:] = [
-        float(marked),
+        float(marks.dynamic_level is not None),
         (marks.dynamic_level or 0.0) / TOP_LEVEL,
         (marks.dynamic_span or 0.0) / TOP_LEVEL,
         marks.accents_per_bar,
         marks.hairpins_per_bar,
         marks.pedal_share,
         marks.slur_share,
+        follows,
+        slope,
     ]
     return out
 
