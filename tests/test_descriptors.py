@@ -18,7 +18,7 @@ from llaqo_model.model.checkpoint import from_pretrained, save_pretrained
 from llaqo_model.model.descriptor_head import DescriptorConfig, DescriptorHead
 from llaqo_model.model.descriptors import DESCRIPTOR_KEYS, answer_text, descriptor_of, descriptor_question
 from llaqo_model.model.llaqo import LlaqoModel, tiny_config
-from llaqo_model.model.take_features import STREAMS
+from llaqo_model.model.take_features import ALL_STREAMS, STREAMS, stream_slices
 from llaqo_model.model.tokenizer import train_tokenizer
 from llaqo_training.descriptor_data import DescriptorTable, label_arrays
 from llaqo_training.descriptor_fit import HeadFit, fit_head, predict_head, scale_scores, statistics_baseline
@@ -287,3 +287,31 @@ def test_a_head_trained_on_both_reports_sees_each_segments_midi_and_the_transcri
     assert np.allclose(both.labels[3], both.labels[0])  # with its segment's labels
     velocity = 2  # the statistics stream's mean velocity column
     assert both.stream(("statistics",))[3, velocity] > both.stream(("statistics",))[0, velocity] + 0.3
+
+
+def test_choosing_streams_per_scale_leaves_out_a_stream_that_only_adds_noise() -> None:
+    """The label follows one column of the statistics stream; the written stream is noise that a few training
+    passages happen to share. Chosen per scale, the fit reads no written column and does no worse on new
+    passages than the fit that reads every stream."""
+    rng = np.random.default_rng(3)
+    written = stream_slices(ALL_STREAMS)["written"]
+
+    def takes(count: int, offset: int) -> DescriptorTable:
+        x = rng.standard_normal((count, N_IN)).astype(np.float32)
+        y = np.clip(0.5 + 0.1 * x[:, :1] + 0.03 * rng.standard_normal((count, 1)), 0, 1)
+        passage_noise = rng.standard_normal((8, written.stop - written.start))
+        x[:, written] = passage_noise[np.arange(count) % 8]
+        t = table(y.repeat(len(DESCRIPTOR_KEYS), 1), np.ones((count, len(DESCRIPTOR_KEYS))), x)
+        t.passages = [f"p{offset + i % 8}" for i in range(count)]
+        return t
+
+    train, test = takes(160, 0), takes(80, 100)
+    config = DescriptorConfig(streams=("statistics", "written"))
+    chosen = fit_head(train, config, HeadFit(select_streams=True))
+    every = fit_head(train, config, HeadFit())
+    columns = stream_slices(config.streams)["written"]
+    assert torch.all(chosen.net[-1].weight[:, columns] == 0)
+    assert all(streams == ["statistics"] for streams in chosen.scale_streams.values())
+    r2_chosen = scale_scores(predict_head(chosen, test), test)["mean"]["r2"]
+    r2_every = scale_scores(predict_head(every, test), test)["mean"]["r2"]
+    assert r2_chosen > 0.5 and r2_chosen >= r2_every - 0.01

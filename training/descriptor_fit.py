@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from sklearn.linear_model import RidgeCV
+from sklearn.linear_model import Ridge, RidgeCV
 from sklearn.metrics import r2_score
 from sklearn.model_selection import GroupKFold
 from sklearn.pipeline import make_pipeline
@@ -25,6 +25,7 @@ from llaqo_training.descriptor_data import DescriptorTable, as_tensors
 
 REPORT_STREAMS = ("statistics", "aligned", "rubric", "texture")  # computed from the report, not the log-mel
 RIDGE_ALPHAS = np.logspace(-2, 4, 13)  # wide enough that the CV choice is never at an edge in practice
+SELECTION_GAIN = 0.002  # a stream is left out of a scale's fit only where that raises its grouped-CV R² this much
 
 
 @dataclass
@@ -35,6 +36,10 @@ class HeadFit:
     lr: float = 3e-3
     weight_decay: float = 0.05
     seed: int = 0
+    # linear head: choose per scale which streams it reads (backward elimination by R² over folds of
+    # training passages), so that a stream that helps some scales (the score's marks: bright–dark) does not
+    # cost the others (timing) the noise of fitting it
+    select_streams: bool = False
 
 
 def scale_scores(pred: np.ndarray, table: DescriptorTable) -> dict[str, dict[str, float]]:
@@ -79,7 +84,7 @@ def fit_head(train: DescriptorTable, config: DescriptorConfig, fit: HeadFit) -> 
     x, y, m = as_tensors(train, config.streams)
     head.fit_normalisation(x, y, m)
     if not config.hidden:
-        return fit_linear(head, train, x).eval()
+        return fit_linear(head, train, x, fit.select_streams).eval()
     opt = torch.optim.AdamW(head.parameters(), lr=fit.lr, weight_decay=fit.weight_decay)
     head.train()
     for _ in range(fit.epochs):
@@ -91,22 +96,66 @@ def fit_head(train: DescriptorTable, config: DescriptorConfig, fit: HeadFit) -> 
 
 
 @torch.no_grad()
-def fit_linear(head: DescriptorHead, train: DescriptorTable, x: torch.Tensor) -> DescriptorHead:
-    """Ridge per scale on the standardised inputs (rows with that label), written into the linear layer."""
+def fit_linear(
+    head: DescriptorHead, train: DescriptorTable, x: torch.Tensor, select: bool = False
+) -> DescriptorHead:
+    """Ridge per scale on the standardised inputs (rows with that label), written into the linear layer; with
+    `select`, each scale reads only the streams `scale_streams` keeps (the others' weights are 0)."""
     z = ((x - head.in_mean) / head.in_std).clamp(-6, 6).numpy()
     groups = np.array(train.passages)
+    slices = stream_slices(head.config.streams)
     layer = head.net[-1]
-    for j in range(len(DESCRIPTOR_KEYS)):
+    head.scale_streams = {}
+    for j, key in enumerate(DESCRIPTOR_KEYS):
         have = train.mask[:, j] > 0
         if have.sum() < 5:
             continue
         folds = min(5, len(set(groups[have])))
-        cv = GroupKFold(n_splits=folds).split(z[have], groups=groups[have]) if folds >= 2 else None
-        ridge = RidgeCV(alphas=RIDGE_ALPHAS, cv=list(cv) if cv is not None else None)
-        ridge.fit(z[have], train.labels[have, j])
-        layer.weight[j] = torch.from_numpy(ridge.coef_).float()
+        cv = list(GroupKFold(n_splits=folds).split(z[have], groups=groups[have])) if folds >= 2 else None
+        kept = list(slices)
+        if select and cv is not None:
+            kept = scale_streams(z[have], train.labels[have, j], cv, slices)
+        head.scale_streams[key] = kept
+        columns = np.concatenate([np.arange(slices[name].start, slices[name].stop) for name in kept])
+        ridge = RidgeCV(alphas=RIDGE_ALPHAS, cv=cv)
+        ridge.fit(z[have][:, columns], train.labels[have, j])
+        weight = torch.zeros(z.shape[1])
+        weight[torch.from_numpy(columns)] = torch.from_numpy(ridge.coef_).float()
+        layer.weight[j] = weight
         layer.bias[j] = float(ridge.intercept_) - float(head.prior[j])
     return head
+
+
+def grouped_r2(z: np.ndarray, y: np.ndarray, folds: list[tuple[np.ndarray, np.ndarray]]) -> float:
+    """R² of ridge predictions over `folds` (of training passages), at the best of `RIDGE_ALPHAS`."""
+    best = -np.inf
+    for alpha in RIDGE_ALPHAS:
+        pred = np.empty_like(y)
+        for fit_rows, held in folds:
+            pred[held] = Ridge(alpha=alpha).fit(z[fit_rows], y[fit_rows]).predict(z[held])
+        best = max(best, float(r2_score(y, pred)))
+    return best
+
+
+def scale_streams(
+    z: np.ndarray, y: np.ndarray, folds: list[tuple[np.ndarray, np.ndarray]], slices: dict[str, slice]
+) -> list[str]:
+    """The streams one scale's ridge reads: starting from all, drop the stream whose absence raises the
+    grouped-CV R² most, while that gain is at least `SELECTION_GAIN`."""
+
+    def score(names: list[str]) -> float:
+        return grouped_r2(z[:, np.r_[tuple(slices[n] for n in names)]], y, folds)
+
+    kept = list(slices)
+    current = score(kept)
+    while len(kept) > 1:
+        trials = {name: score([k for k in kept if k != name]) for name in kept}
+        name, best = max(trials.items(), key=lambda item: item[1])
+        if best < current + SELECTION_GAIN:
+            break
+        kept.remove(name)
+        current = best
+    return kept
 
 
 @torch.no_grad()

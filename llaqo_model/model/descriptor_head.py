@@ -44,6 +44,7 @@ class DescriptorHead(nn.Module):
         self.register_buffer("in_mean", torch.zeros(config.n_in))
         self.register_buffer("in_std", torch.ones(config.n_in))
         self.register_buffer("prior", torch.full((n_out,), 0.5))
+        self.scale_streams: dict[str, list[str]] = {}  # the streams each scale's fit kept (the weights say it)
         if config.hidden:
             self.net = nn.Sequential(
                 nn.Linear(config.n_in, config.hidden),
