@@ -130,6 +130,8 @@ def evaluate_descriptors(
         "ablation_audio_shuffled": scale_scores(predict_head(head, test, ("audio",)), test),
         "ablation_score_stream_shuffled": scale_scores(predict_head(head, test, ("aligned",)), test),
         "ablation_report_removed": scale_scores(predict_head(head, test, ("removed",)), test),
+        # what the score asks (its marks, the mode of the notes): passage-level inputs, another passage's
+        "ablation_score_marks_shuffled": scale_scores(predict_head(head, test, ("tonality", "written")), test),
         # every input comes from the take's audio (transcription, alignment, analysis, log-mel): another take's
         "ablation_all_inputs_shuffled": scale_scores(predict_head(head, test, head.config.streams), test),
     }

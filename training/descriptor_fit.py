@@ -23,7 +23,7 @@ from llaqo_model.model.descriptors import DESCRIPTOR_KEYS
 from llaqo_model.model.take_features import stream_slices
 from llaqo_training.descriptor_data import DescriptorTable, as_tensors
 
-REPORT_STREAMS = ("statistics", "aligned", "rubric", "texture")  # computed from the report, not the log-mel
+REPORT_STREAMS = ("statistics", "aligned", "rubric", "texture", "tonality", "written")  # from the report
 RIDGE_ALPHAS = np.logspace(-2, 4, 13)  # wide enough that the CV choice is never at an edge in practice
 SELECTION_GAIN = 0.002  # a stream is left out of a scale's fit only where that raises its grouped-CV R² this much
 

@@ -379,7 +379,9 @@ def attach_descriptor_head(model: LlaqoModel, config: TrainConfig) -> dict:
         "streams": list(config.descriptor_head.streams),
         "fit": f"MLP {config.descriptor_head.hidden} hidden, {config.descriptor_fit.epochs} epochs AdamW"
         if config.descriptor_head.hidden
-        else "linear: ridge per scale, alpha by 5-fold CV over training passages",
+        else "linear: ridge per scale, alpha by 5-fold CV over training passages"
+        + (", streams chosen per scale by the same folds" if config.descriptor_fit.select_streams else ""),
+        "scale_streams": head.scale_streams,
         "seconds": round(time.monotonic() - t0),
     }
 
