@@ -381,7 +381,7 @@ def attach_descriptor_head(model: LlaqoModel, config: TrainConfig) -> dict:
         if config.descriptor_head.hidden
         else "linear: ridge per scale, alpha by 5-fold CV over training passages"
         + (", streams chosen per scale by the same folds" if config.descriptor_fit.select_streams else ""),
-        "scale_streams": head.scale_streams,
+        **({"scale_streams": head.scale_streams} if config.descriptor_fit.select_streams else {}),
         "seconds": round(time.monotonic() - t0),
     }
 
