@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from sklearn.linear_model import Ridge, RidgeCV
+from sklearn.linear_model import RidgeCV
 from sklearn.metrics import r2_score
 from sklearn.model_selection import GroupKFold
 from sklearn.pipeline import make_pipeline
@@ -116,7 +116,7 @@ def fit_linear(
         if select and cv is not None:
             kept = scale_streams(z[have], train.labels[have, j], cv, slices)
         head.scale_streams[key] = kept
-        columns = np.concatenate([np.arange(slices[name].start, slices[name].stop) for name in kept])
+        columns = stream_columns(slices, kept)
         ridge = RidgeCV(alphas=RIDGE_ALPHAS, cv=cv)
         ridge.fit(z[have][:, columns], train.labels[have, j])
         weight = torch.zeros(z.shape[1])
@@ -127,14 +127,13 @@ def fit_linear(
 
 
 def grouped_r2(z: np.ndarray, y: np.ndarray, folds: list[tuple[np.ndarray, np.ndarray]]) -> float:
-    """R² of ridge predictions over `folds` (of training passages), at the best of `RIDGE_ALPHAS`."""
-    best = -np.inf
-    for alpha in RIDGE_ALPHAS:
-        pred = np.empty_like(y)
-        for fit_rows, held in folds:
-            pred[held] = Ridge(alpha=alpha).fit(z[fit_rows], y[fit_rows]).predict(z[held])
-        best = max(best, float(r2_score(y, pred)))
-    return best
+    """Mean R² over `folds` (of training passages) of the ridge at the best of `RIDGE_ALPHAS`."""
+    return float(RidgeCV(alphas=RIDGE_ALPHAS, cv=folds, scoring="r2").fit(z, y).best_score_)
+
+
+def stream_columns(slices: dict[str, slice], names: list[str]) -> np.ndarray:
+    """The input columns of the streams `names` (positions from `slices`)."""
+    return np.r_[tuple(slices[name] for name in names)]
 
 
 def scale_streams(
@@ -144,7 +143,7 @@ def scale_streams(
     grouped-CV R² most, while that gain is at least `SELECTION_GAIN`."""
 
     def score(names: list[str]) -> float:
-        return grouped_r2(z[:, np.r_[tuple(slices[n] for n in names)]], y, folds)
+        return grouped_r2(z[:, stream_columns(slices, names)], y, folds)
 
     kept = list(slices)
     current = score(kept)

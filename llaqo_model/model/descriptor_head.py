@@ -27,7 +27,7 @@ class DescriptorConfig:
     # every stream: in 5-fold CV over PercePiano's training passages (transcribed sampled-piano takes,
     # benchmarks/bench_descriptor_streams.py --reports transcribed) a ridge over all eight reaches mean R² 0.413,
     # without the tonality and the score's marks 0.393, without the tempo against the score's mark 0.365, the
-    # statistics baseline 0.341; choosing streams per scale (HeadFit.select_streams) 0.400
+    # statistics baseline 0.341; choosing streams per scale (HeadFit.select_streams) 0.398
     streams: tuple[str, ...] = (
         "statistics",
         "aligned",

@@ -202,12 +202,12 @@ def tonality_statistics(report: PerformanceReport) -> np.ndarray:
     out = np.zeros(TONALITY_WIDTH, dtype=np.float32)
     if len(report.notes) < 3:
         return out
-    profile = np.zeros(12)
-    for n in report.notes:
-        profile[n.pitch % 12] += min(max(n.offset - n.onset, 0.0), MAX_SOUNDING_S)
+    pitch_class = np.array([n.pitch % 12 for n in report.notes])
+    sounding = np.clip([n.offset - n.onset for n in report.notes], 0.0, MAX_SOUNDING_S)
+    profile = np.bincount(pitch_class, weights=sounding, minlength=12)
     if profile.sum() <= 0 or np.ptp(profile) == 0:
         return out
-    fits = np.array([np.corrcoef(profile, key)[0, 1] for key in KRUMHANSL_KESSLER])  # 12 major keys, then 12 minor
+    fits = np.corrcoef(profile, KRUMHANSL_KESSLER)[0, 1:]  # 12 major keys, then 12 minor
     fifths = report.measures.written_key_fifths
     if fifths is None:
         minor_over_major = fits[12:].max() - fits[:12].max()
