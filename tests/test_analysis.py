@@ -207,6 +207,17 @@ def test_an_octave_overtone_heard_as_a_note_is_not_an_extra_note(chorale, clean_
     assert _errors(report) == [(7, IssueKind.EXTRA_NOTE)]
 
 
+
+
+def test_an_overtone_read_a_little_louder_than_its_note_is_still_an_overtone(chorale, clean_notes):
+    notes = [replace(n, velocity=70) for n in clean_notes]
+    host = notes[note_in_bar(chorale, notes, 5, which=0, bpm=BPM)]
+    other = notes[note_in_bar(chorale, notes, 7, which=0, bpm=BPM)]
+    notes.append(Note(host.onset + 0.003, host.offset, host.pitch + 12, host.velocity + 3))  # as Transkun reads it
+    notes.append(Note(other.onset + 0.003, other.offset, other.pitch + 12, other.velocity + 20))  # an octave struck
+    notes.sort(key=lambda n: n.onset)
+    report = report_from_notes(notes, [], notes[-1].offset + 1, "t", chorale)
+    assert _errors(report) == [(7, IssueKind.EXTRA_NOTE)]
 def _bounced(notes: list[Note], i: int, gap_s: float, velocity: int) -> list[Note]:
     """Note `i` struck, released after `gap_s` and struck again on the same key (a bounce for one written note)."""
     n = notes[i]
