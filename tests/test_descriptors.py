@@ -241,7 +241,7 @@ def test_a_head_fitted_on_simulated_reports_leans_on_what_transcription_keeps() 
     noise = TranscriptionNoise.fit(midi[:60], heard[:60])  # only 60 takes were transcribed
     assert abs(noise.slope[0] - 0.8) < 0.1 and abs(noise.slope[1]) < 0.3 and noise.spread[1] > 0.8
     _, test_heard, test_y = takes(200)
-    config, fit = DescriptorConfig(streams=("statistics",)), HeadFit()
+    config, fit = DescriptorConfig(streams=("statistics",)), HeadFit(trees=False)  # the ridge's weights are read
     on_midi = fit_head(table(y, np.ones_like(y), midi), config, fit)
     simulated = table(y, np.ones_like(y), midi).repeated(noise.apply(midi, copies=3))
     on_simulated = fit_head(simulated, config, fit)
@@ -307,11 +307,44 @@ def test_choosing_streams_per_scale_leaves_out_a_stream_that_only_adds_noise() -
 
     train, test = takes(160, 0), takes(80, 100)
     config = DescriptorConfig(streams=("statistics", "written"))
-    chosen = fit_head(train, config, HeadFit(select_streams=True))
-    every = fit_head(train, config, HeadFit())
+    chosen = fit_head(train, config, HeadFit(select_streams=True, trees=False))
+    every = fit_head(train, config, HeadFit(trees=False))
     columns = stream_slices(config.streams)["written"]
     assert torch.all(chosen.net[-1].weight[:, columns] == 0)
     assert all(streams == ["statistics"] for streams in chosen.scale_streams.values())
     r2_chosen = scale_scores(predict_head(chosen, test), test)["mean"]["r2"]
     r2_every = scale_scores(predict_head(every, test), test)["mean"]["r2"]
     assert r2_chosen > 0.5 and r2_chosen >= r2_every - 0.01
+
+
+def test_a_scale_that_turns_at_a_threshold_is_fitted_by_trees_and_reloads_the_same(tmp_path: Path) -> None:
+    """One scale jumps where the first input passes 0.5 (touch that turns hard past a loudness), the others follow
+    it in a straight line: the first gets trees (it beats the ridge there on new passages), the others keep the
+    ridge, and a model saved with that head answers the same after it is read back."""
+    rng = np.random.default_rng(5)
+
+    def takes(count: int, offset: int) -> DescriptorTable:
+        x = rng.standard_normal((count, N_IN)).astype(np.float32)
+        y = np.clip(0.5 + 0.05 * x[:, :1] + 0.02 * rng.standard_normal((count, 1)), 0, 1).repeat(19, 1)
+        y[:, 0] = np.where(x[:, 0] > 0.5, 0.8, 0.3) + 0.02 * rng.standard_normal(count)
+        t = table(y, np.ones_like(y), x)
+        t.passages = [f"p{offset + i % 10}" for i in range(count)]
+        return t
+
+    train, test = takes(300, 0), takes(200, 100)
+    head = fit_head(train, DescriptorConfig(), HeadFit())
+    linear = fit_head(train, DescriptorConfig(), HeadFit(trees=False))
+    first = DESCRIPTOR_KEYS[0]
+    assert head.scale_fits[first].startswith("trees") and head.config.trees > 0
+    assert sum(fit == "ridge" for fit in head.scale_fits.values()) >= 15
+    r2 = lambda h: scale_scores(predict_head(h, test), test)["per_scale"][first]["r2"]  # noqa: E731
+    assert r2(head) > 0.75 and r2(head) > r2(linear) + 0.1
+
+    tokenizer = train_tokenizer([], vocab_size=512)
+    config = tiny_config(len(tokenizer))
+    config.descriptors = head.config
+    model = LlaqoModel(config, tokenizer)
+    model.descriptor_head = head
+    again = from_pretrained(save_pretrained(model.eval(), tmp_path / "model")).descriptor_head
+    assert again.config.trees == head.config.trees
+    assert np.allclose(predict_head(again, test), predict_head(head, test), atol=1e-6)

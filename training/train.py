@@ -370,7 +370,7 @@ def attach_descriptor_head(model: LlaqoModel, config: TrainConfig) -> dict:
             f"{config.descriptor_manifest}: no training takes with descriptors and {config.descriptor_reports} reports"
         )
     head: DescriptorHead = fit_head(table, config.descriptor_head, config.descriptor_fit)
-    model.config.descriptors = config.descriptor_head
+    model.config.descriptors = head.config  # sized to the trees fitted
     model.descriptor_head = head.to(model.device)
     return {
         "train_takes": len(table.ids),
@@ -380,8 +380,10 @@ def attach_descriptor_head(model: LlaqoModel, config: TrainConfig) -> dict:
         "fit": f"MLP {config.descriptor_head.hidden} hidden, {config.descriptor_fit.epochs} epochs AdamW"
         if config.descriptor_head.hidden
         else "linear: ridge per scale, alpha by 5-fold CV over training passages"
-        + (", streams chosen per scale by the same folds" if config.descriptor_fit.select_streams else ""),
+        + (", streams chosen per scale by the same folds" if config.descriptor_fit.select_streams else "")
+        + (", boosted trees where the same folds say they beat the ridge" if config.descriptor_fit.trees else ""),
         **({"scale_streams": head.scale_streams} if config.descriptor_fit.select_streams else {}),
+        **({"scale_fits": head.scale_fits} if config.descriptor_fit.trees else {}),
         "seconds": round(time.monotonic() - t0),
     }
 

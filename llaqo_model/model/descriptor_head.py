@@ -3,24 +3,27 @@
 Input per take: the per-take streams of `take_features` (transcription statistics, score-aligned
 performance, what the analysis found, texture, audio statistics), concatenated; standardised with the
 training set's mean and spread (buffers, saved with the weights). A linear layer (a ridge per scale) or a
-small MLP predicts each descriptor's offset from its training mean. The loss is the mean squared error over
-the labels a take has (rows missing a label still train on the rest).
+small MLP predicts each descriptor's offset from its training mean, and boosted regression trees
+(`answer_trees`' flat tables, one column per scale) add theirs: a scale fitted by trees has its linear row at 0.
+The loss is the mean squared error over the labels a take has (rows missing a label still train on the rest).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn as nn
 
+from llaqo_model.model.answer_trees import AnswerTrees, TreeTables
 from llaqo_model.model.descriptors import DESCRIPTOR_KEYS
 from llaqo_model.model.take_features import STREAMS
 
 
 @dataclass
 class DescriptorConfig:
-    """Head size (`hidden` 0: one linear layer, fitted as a ridge regression); `streams`: the inputs used."""
+    """Head size (`hidden` 0: one linear layer, fitted as a ridge regression); `streams`: the inputs used;
+    `tree_nodes`, `trees`, `tree_depth`: the size of the fitted trees (0: none), set when the head is fitted."""
 
     hidden: int = 0
     dropout: float = 0.2
@@ -38,6 +41,9 @@ class DescriptorConfig:
         "tonality",
         "written",
     )
+    tree_nodes: int = 0
+    trees: int = 0
+    tree_depth: int = 0
 
     @property
     def n_in(self) -> int:
@@ -55,6 +61,7 @@ class DescriptorHead(nn.Module):
         self.register_buffer("in_std", torch.ones(config.n_in))
         self.register_buffer("prior", torch.full((n_out,), 0.5))
         self.scale_streams: dict[str, list[str]] = {}  # the streams each scale's fit kept (the weights say it)
+        self.scale_fits: dict[str, str] = {}  # how each scale was fitted (ridge or trees; the weights say it)
         if config.hidden:
             self.net = nn.Sequential(
                 nn.Linear(config.n_in, config.hidden),
@@ -66,6 +73,7 @@ class DescriptorHead(nn.Module):
             self.net = nn.Sequential(nn.Linear(config.n_in, n_out))
         nn.init.zeros_(self.net[-1].weight)
         nn.init.zeros_(self.net[-1].bias)
+        self.trees = AnswerTrees(config.tree_nodes, config.trees, config.tree_depth, n_out)
 
     def fit_normalisation(self, inputs: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor) -> None:
         """Set the input standardisation and the per-descriptor prior from training data."""
@@ -74,10 +82,21 @@ class DescriptorHead(nn.Module):
         counts = mask.sum(0).clamp_min(1)
         self.prior.copy_((labels * mask).sum(0) / counts)
 
+    def set_trees(self, tables: TreeTables) -> None:
+        """Give the head these fitted trees (empty tables: none), its config sized to match them."""
+        nodes, trees, depth = len(tables.feature), len(tables.root), tables.depth
+        self.config = replace(self.config, tree_nodes=nodes, trees=trees, tree_depth=depth)
+        self.trees = AnswerTrees(nodes, trees, depth, self.trees.n_out).to(self.in_mean.device)
+        self.trees.load_tables(tables)
+
+    def standardise(self, inputs: torch.Tensor) -> torch.Tensor:
+        """(B, n_in) raw inputs → the standardised inputs the layers and trees read."""
+        return ((inputs - self.in_mean) / self.in_std).clamp(-6, 6)
+
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         """(B, n_in) → (B, 19) descriptors."""
-        x = ((inputs - self.in_mean) / self.in_std).clamp(-6, 6)
-        return self.prior + self.net(x)
+        x = self.standardise(inputs)
+        return self.prior + self.net(x) + self.trees(x)
 
 
 def masked_mse(pred: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
