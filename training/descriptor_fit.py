@@ -154,7 +154,7 @@ def fit_linear(
             continue
         offsets = train.labels[have, j] - float(head.prior[j])
         rounds, r2 = boost_rounds(z[have], offsets, cv)
-        if rounds and r2 > grouped_r2(z[have][:, columns], train.labels[have, j], cv):
+        if rounds and r2 > ridge.best_score_:  # the ridge's mean R² over the same folds, at its chosen alpha
             booster = lightgbm.train(BOOST_PARAMS, lightgbm.Dataset(z[have], offsets), num_boost_round=rounds)
             fitted.append(tables_from_lightgbm(booster.dump_model(), j))
             layer.weight[j], layer.bias[j] = 0.0, 0.0
@@ -165,7 +165,7 @@ def fit_linear(
 
 def boost_rounds(z: np.ndarray, offsets: np.ndarray, folds: list[tuple[np.ndarray, np.ndarray]]) -> tuple[int, float]:
     """The rounds of boosting (from the training mean: `offsets` are the labels less it) with the best mean R²
-    over `folds` of training passages, and that R² (each fold's R² against its own labels, as `grouped_r2`)."""
+    over `folds` of training passages, and that R² (each fold's own R², as RidgeCV scores the ridge)."""
     curves = []
     for train, test in folds:
         y, record = offsets[test], {}

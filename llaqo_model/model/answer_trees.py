@@ -5,7 +5,8 @@ depends on one input only when another is present (pedal use in music that has l
 The trees are fitted in training (LightGBM, boosting from the linear scores: `training/answer_fit.py`) and
 only evaluated here, as plain tables: every tree walked at once, one level per step. A node is a split
 (`x[feature] <= threshold` goes left) or a leaf (its children are itself, its value is added to one option's
-score). Inputs are the head's standardised inputs, always finite.
+score). Inputs are the head's standardised inputs, always finite. The descriptor head holds regression trees in
+the same tables (one score column per perceptual scale).
 """
 
 from __future__ import annotations
@@ -63,6 +64,17 @@ class AnswerTrees(nn.Module):
         self.register_buffer("value", torch.zeros(nodes), persistent=kept)
         self.register_buffer("root", torch.zeros(trees, dtype=torch.int32), persistent=kept)
         self.register_buffer("column", torch.zeros(trees, dtype=torch.int32), persistent=kept)
+
+    @classmethod
+    def from_tables(cls, tables: TreeTables, n_out: int) -> AnswerTrees:
+        """A module sized to `tables`, holding them."""
+        trees = cls(len(tables.feature), len(tables.root), tables.depth, n_out)
+        trees.load_tables(tables)
+        return trees
+
+    def sizes(self) -> dict[str, int]:
+        """The head config's tree fields for these trees (`tree_nodes`, `trees`, `tree_depth`)."""
+        return {"tree_nodes": self.feature.numel(), "trees": self.root.numel(), "tree_depth": self.depth}
 
     @torch.no_grad()
     def load_tables(self, tables: TreeTables) -> None:

@@ -84,10 +84,8 @@ class DescriptorHead(nn.Module):
 
     def set_trees(self, tables: TreeTables) -> None:
         """Give the head these fitted trees (empty tables: none), its config sized to match them."""
-        nodes, trees, depth = len(tables.feature), len(tables.root), tables.depth
-        self.config = replace(self.config, tree_nodes=nodes, trees=trees, tree_depth=depth)
-        self.trees = AnswerTrees(nodes, trees, depth, self.trees.n_out).to(self.in_mean.device)
-        self.trees.load_tables(tables)
+        self.trees = AnswerTrees.from_tables(tables, self.trees.n_out).to(self.in_mean.device)
+        self.config = replace(self.config, **self.trees.sizes())
 
     def standardise(self, inputs: torch.Tensor) -> torch.Tensor:
         """(B, n_in) raw inputs → the standardised inputs the layers and trees read."""
