@@ -454,52 +454,72 @@ def midi_flags(take: RenderedTake, keep_grazed: bool = False) -> set[int]:
     return flagged_bars(report, NOTE_TROUBLE)
 
 
+SWEEP_THRESHOLDS = (0.3, 0.5, 0.6, 0.7, 0.8, 0.9)  # where the default confidence could sit: what each would give
+
+
+@dataclass
+class BarFigures:
+    """Bar-level figures at one confidence threshold."""
+
+    hits: dict[str, list[bool]]  # per group of mistakes (all, kind, role…): was its bar flagged
+    false_bars: int  # bars flagged on clean takes
+    added: int  # …of which not shown by the performance MIDI itself
+    added_with_grazed: int  # …counting keys the MIDI rule calls grazed as added too
+    minutes: float  # of clean takes
+
+
+def bar_figures(reports: list[tuple[RenderedTake, PerformanceReport]], threshold: float) -> BarFigures:
+    """Recall of mistaken bars per group, and false flags on the clean takes, stating issues at `threshold`."""
+    figures = BarFigures(defaultdict(list), 0, 0, 0, 0.0)
+    for take, report in reports:
+        report.min_confidence = threshold
+        if take.label == "faulty":
+            flagged = flagged_bars(report, NOTE_ERROR_KINDS)
+            for m in take.mistakes:
+                groups = ("all", m.kind, f"{m.kind}/{m.variant}", m.voice, m.level, "chord" if m.chord else "single")
+                for group in groups:
+                    figures.hits[group].append(m.bar in flagged)
+        else:
+            flagged = flagged_bars(report, NOTE_TROUBLE)
+            own, own_grazed = midi_flags(take), midi_flags(take, keep_grazed=True)
+            figures.false_bars += len(flagged)
+            figures.added += len(flagged - own - own_grazed)
+            figures.added_with_grazed += len(flagged - own)
+            figures.minutes += take.seconds / 60
+    return figures
+
+
 def localisation(takes: list[RenderedTake], name: str) -> None:
     """Recall of mistaken bars per role, and false flags per minute on the clean takes: at the default
-    confidence, and with every candidate stated (the baseline without the audio check)."""
+    confidence, with every candidate stated (the baseline without the audio check), and in brief at the
+    other thresholds the default could take."""
     reports = [(take, analyse(take)) for take in takes]
-    own = {id(take): midi_flags(take) for take in takes if take.label == "clean"}
-    own_grazed = {id(take): midi_flags(take, keep_grazed=True) for take in takes if take.label == "clean"}
     for threshold, what in (
         (DEFAULT_MIN_CONFIDENCE, f"at confidence >= {DEFAULT_MIN_CONFIDENCE}"),
         (0.0, "baseline: every candidate stated"),
     ):
-        hits: dict[str, list[bool]] = defaultdict(list)
-        false_bars = added = added_with_grazed = 0
-        minutes = 0.0
-        for take, report in reports:
-            report.min_confidence = threshold
-            if take.label == "faulty":
-                flagged = flagged_bars(report, NOTE_ERROR_KINDS)
-                for m in take.mistakes:
-                    groups = (
-                        "all",
-                        m.kind,
-                        f"{m.kind}/{m.variant}",
-                        m.voice,
-                        m.level,
-                        "chord" if m.chord else "single",
-                    )
-                    for group in groups:
-                        hits[group].append(m.bar in flagged)
-            else:
-                flagged = flagged_bars(report, NOTE_TROUBLE)
-                false_bars += len(flagged)
-                added += len(flagged - own[id(take)] - own_grazed[id(take)])
-                added_with_grazed += len(flagged - own[id(take)])
-                minutes += take.seconds / 60
+        f = bar_figures(reports, threshold)
         print(f"== {name}: mistake localisation, {what} ==")
         print(
             "recall of mistaken bars: "
-            + ", ".join(f"{g} {np.mean(h):.3f} ({sum(h)}/{len(h)})" for g, h in hits.items())
+            + ", ".join(f"{g} {np.mean(h):.3f} ({sum(h)}/{len(h)})" for g, h in f.hits.items())
         )
-        per_min = 1 / max(minutes, 1e-9)
+        per_min = 1 / max(f.minutes, 1e-9)
         print(
-            f"false flags on clean takes: {false_bars} bars in {minutes:.1f} min = {false_bars * per_min:.2f}/min; "
-            f"shown by the performance MIDI itself {(false_bars - added) * per_min:.2f}/min (of which keys the "
+            f"false flags on clean takes: {f.false_bars} bars in {f.minutes:.1f} min = "
+            f"{f.false_bars * per_min:.2f}/min; "
+            f"shown by the performance MIDI itself {(f.false_bars - f.added) * per_min:.2f}/min (of which keys the "
             f"performer struck that the MIDI rule calls grazed, as an injected brushed key is, "
-            f"{(added_with_grazed - added) * per_min:.2f}/min), added by the analysis {added * per_min:.2f}/min; "
-            f"with those grazed keys counted as added: {added_with_grazed * per_min:.2f}/min"
+            f"{(f.added_with_grazed - f.added) * per_min:.2f}/min), added by the analysis {f.added * per_min:.2f}/min; "
+            f"with those grazed keys counted as added: {f.added_with_grazed * per_min:.2f}/min"
+        )
+    print(f"== {name}: by threshold (recall all / soft / inner; false flags added per minute) ==")
+    for threshold in SWEEP_THRESHOLDS:
+        f = bar_figures(reports, threshold)
+        recall = {g: f"{np.mean(f.hits[g]):.3f}" if f.hits[g] else "-" for g in ("all", "soft", "inner")}
+        print(
+            f"  confidence >= {threshold:.1f}: recall {recall['all']} / {recall['soft']} / {recall['inner']}; "
+            f"added {f.added / max(f.minutes, 1e-9):.2f}/min"
         )
 
 
