@@ -468,8 +468,11 @@ class BarFigures:
     minutes: float  # of clean takes
 
 
-def bar_figures(reports: list[tuple[RenderedTake, PerformanceReport]], threshold: float) -> BarFigures:
-    """Recall of mistaken bars per group, and false flags on the clean takes, stating issues at `threshold`."""
+def bar_figures(
+    reports: list[tuple[RenderedTake, PerformanceReport]], own: dict[int, tuple[set[int], set[int]]], threshold: float
+) -> BarFigures:
+    """Recall of mistaken bars per group, and false flags on the clean takes, stating issues at `threshold`;
+    `own` holds each clean take's bars flagged by its performance MIDI (without and with grazed keys)."""
     figures = BarFigures(defaultdict(list), 0, 0, 0, 0.0)
     for take, report in reports:
         report.min_confidence = threshold
@@ -481,10 +484,10 @@ def bar_figures(reports: list[tuple[RenderedTake, PerformanceReport]], threshold
                     figures.hits[group].append(m.bar in flagged)
         else:
             flagged = flagged_bars(report, NOTE_TROUBLE)
-            own, own_grazed = midi_flags(take), midi_flags(take, keep_grazed=True)
+            midi, midi_grazed = own[id(take)]
             figures.false_bars += len(flagged)
-            figures.added += len(flagged - own - own_grazed)
-            figures.added_with_grazed += len(flagged - own)
+            figures.added += len(flagged - midi - midi_grazed)
+            figures.added_with_grazed += len(flagged - midi)
             figures.minutes += take.seconds / 60
     return figures
 
@@ -494,11 +497,12 @@ def localisation(takes: list[RenderedTake], name: str) -> None:
     confidence, with every candidate stated (the baseline without the audio check), and in brief at the
     other thresholds the default could take."""
     reports = [(take, analyse(take)) for take in takes]
+    own = {id(t): (midi_flags(t), midi_flags(t, keep_grazed=True)) for t in takes if t.label == "clean"}
     for threshold, what in (
         (DEFAULT_MIN_CONFIDENCE, f"at confidence >= {DEFAULT_MIN_CONFIDENCE}"),
         (0.0, "baseline: every candidate stated"),
     ):
-        f = bar_figures(reports, threshold)
+        f = bar_figures(reports, own, threshold)
         print(f"== {name}: mistake localisation, {what} ==")
         print(
             "recall of mistaken bars: "
@@ -515,7 +519,7 @@ def localisation(takes: list[RenderedTake], name: str) -> None:
         )
     print(f"== {name}: by threshold (recall all / soft / inner; false flags added per minute) ==")
     for threshold in SWEEP_THRESHOLDS:
-        f = bar_figures(reports, threshold)
+        f = bar_figures(reports, own, threshold)
         recall = {g: f"{np.mean(f.hits[g]):.3f}" if f.hits[g] else "-" for g in ("all", "soft", "inner")}
         print(
             f"  confidence >= {threshold:.1f}: recall {recall['all']} / {recall['soft']} / {recall['inner']}; "
